@@ -1,0 +1,44 @@
+"""Routed mixture-of-experts MLP: expected experts touched, expert GEMMs, routing overhead (pure functions)."""
+from __future__ import annotations
+
+import math
+
+from simulator.hardware import MoECurve
+
+
+def expected_experts_touched(tokens: float, experts: int, top_k: int) -> float:
+    """Expected number of distinct experts that T tokens hit when each picks top_k of `experts` uniformly.
+
+    A token misses a given expert with probability 1 - k/E, so E * (1 - (1 - k/E)^T).
+    """
+    if tokens <= 0:
+        return 0.0
+    return experts * (1.0 - (1.0 - top_k / experts) ** tokens)
+
+
+def moe_rows(c: MoECurve, tokens: float, experts: int, top_k: int, local_experts: int) -> float:
+    """Rows the local expert GEMMs compute: padded to the uniform capacity, or exactly the routed rows."""
+    if c.reads_all_experts:
+        return local_experts * max(1, math.ceil(tokens * top_k / experts))
+    return tokens * top_k * local_experts / experts
+
+
+def moe_time(c: MoECurve, peak: float, bandwidth: float, tokens: float, hidden: int, expert_ffn: int,
+             experts: int, top_k: int, local_experts: int | None = None, w_bytes: float = 2.0,
+             a_bytes: float = 2.0) -> float:
+    """Seconds for routing + expert GEMMs (gate_up, act, down) of one MoE layer on one GPU.
+
+    tokens: tokens entering the layer (all ranks); local_experts: experts held by this GPU (E / EP);
+    expert_ffn: the per-GPU slice of the expert width. The router GEMM is costed separately.
+    """
+    if tokens <= 0:
+        return 0.0
+    local = experts if local_experts is None else local_experts
+    rows = moe_rows(c, tokens, experts, top_k, local)
+    touched = local if c.reads_all_experts else expected_experts_touched(tokens, experts, top_k) * local / experts
+    flops = 2.0 * rows * 3 * hidden * expert_ffn
+    bytes_ = touched * 3 * hidden * expert_ffn * w_bytes + rows * (2 * hidden + 3 * expert_ffn) * a_bytes
+    tc = flops / (peak * c.c_eff)
+    tm = bytes_ / (bandwidth * c.m_eff)
+    routed = tokens * top_k * local / experts
+    return (tc ** c.p + tm ** c.p) ** (1.0 / c.p) + c.route_s + c.route_s_per_row * routed

@@ -1,0 +1,34 @@
+"""User-facing errors: one line that names the offending field, never a traceback."""
+from __future__ import annotations
+
+
+class RlsimError(Exception):
+    """Bad input or an impossible configuration.
+
+    `field` names what was wrong (a config key, a CLI option, a file and line); the CLI prints
+    `rlsim: error: <field>: <message>` and exits non-zero.
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        msg = " ".join(self.message.split())  # always one line
+        return f"{self.field}: {msg}" if self.field else msg
+
+
+def from_validation_error(err, source: str | None = None) -> RlsimError:
+    """Turn a pydantic ValidationError into an RlsimError naming the first bad field."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__")
+    msg = first.get("msg", "invalid value")
+    if first.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    if "input" in first and first.get("type") not in ("missing", "extra_forbidden"):
+        inp = first["input"]
+        if isinstance(inp, (int, float, str, bool)) or inp is None:
+            msg = f"{msg} (got {inp!r})"
+    where = f"{source}: {loc}" if source and loc else (source or loc or None)
+    return RlsimError(msg, where)

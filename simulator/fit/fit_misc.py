@@ -1,0 +1,99 @@
+"""Fits of the small curves: MoE layers, elementwise kernels, graph launch floor, collectives."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares, lsq_linear
+
+from simulator.costmodel.elementwise import TRAFFIC
+from simulator.costmodel.gemm import gemm_time
+from simulator.costmodel.moe import moe_time
+from simulator.hardware import CollectiveCurve, ElementwiseCurve, GemmCurve, MoECurve
+from simulator.costmodel.collectives import ALGO_FACTOR
+
+
+# ------------------------------------------------------------------ MoE
+def _moe_pred(c: MoECurve, rows: pd.DataFrame, peak, bw, gemm: GemmCurve | None) -> np.ndarray:
+    out = np.empty(len(rows))
+    for i, r in enumerate(rows.itertuples()):
+        if r.impl == "experts":  # expert GEMMs alone: no router, no routing
+            c2 = c.model_copy(update={"route_s": 0.0, "route_s_per_row": 0.0})
+            t = moe_time(c2, peak, bw, r.tokens, int(r.hidden), int(r.inter), int(r.experts), int(r.topk))
+        else:
+            t = moe_time(c, peak, bw, r.tokens, int(r.hidden), int(r.inter), int(r.experts), int(r.topk))
+            if gemm is not None:
+                t += float(gemm_time(gemm, peak, bw, r.tokens, int(r.experts), int(r.hidden)))
+        out[i] = t * 1e6
+    return out
+
+
+def fit_moe(df: pd.DataFrame, reads_all: bool, peak: float, bw: float, gemm: GemmCurve | None) -> MoECurve:
+    """MoE curve from layer timings (router GEMM costed by `gemm` and added) and expert-only timings."""
+    t = df["us"].to_numpy(float)
+
+    def curve(x):
+        return MoECurve(reads_all_experts=reads_all, c_eff=x[0], m_eff=x[1], p=x[2], route_s=x[3] * 1e-6,
+                        route_s_per_row=x[4] * 1e-9)
+
+    def res(x):
+        return np.log(_moe_pred(curve(x), df, peak, bw, gemm)) - np.log(t)
+
+    r = least_squares(res, [0.6, 0.9, 4.0, 50.0, 10.0], bounds=([0.05, 0.05, 1.0, 0.0, 0.0], [1.0, 1.0, 30.0, 2e3, 1e4]))
+    c = curve(r.x)
+    c.fit_note = f"least squares (log time) on {len(df)} timings ({', '.join(sorted(set(df['source'])))})"
+    return c
+
+
+def predict_moe(c, df, peak, bw, gemm):
+    return _moe_pred(c, df, peak, bw, gemm)
+
+
+# ------------------------------------------------------------------ elementwise
+def fit_elementwise(df: pd.DataFrame, op: str, bw: float, l2_bytes: float) -> ElementwiseCurve:
+    """ElementwiseCurve by linear least squares (relative residuals) for each candidate L2-resident size
+    (fractions of the L2), keeping the best."""
+    w = df["width"].to_numpy(float)
+    traffic = TRAFFIC[op] * df["rows"].to_numpy(float) * w * 2.0
+    t = df["us"].to_numpy(float) * 1e-6
+    best = None
+    for frac in (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 1.0):
+        l2 = frac * l2_bytes
+        in_l2 = np.minimum(traffic, l2)
+        A = np.stack([np.ones_like(t), w, (traffic - in_l2) / bw, in_l2 / bw], axis=1) / t[:, None]
+        sol = lsq_linear(A, np.ones_like(t), bounds=([0.0, 0.0, 1.0, 0.2], [50e-6, 1e-8, 1e3, 1e3]))
+        err = float(np.median(np.abs(A @ sol.x - 1)))
+        if best is None or err < best[0]:
+            best = (err, sol.x, l2)
+    _, x, l2 = best
+    return ElementwiseCurve(overhead_s=float(x[0]), per_width_s=float(x[1]), eff=round(1.0 / float(x[2]), 5),
+                            eff_l2=round(1.0 / float(x[3]), 5), l2_resident_bytes=float(l2))
+
+
+def predict_elementwise(c: ElementwiseCurve, df: pd.DataFrame, op: str, bw: float) -> np.ndarray:
+    from simulator.costmodel.elementwise import elementwise_time
+    return elementwise_time(c, bw, op, df["rows"].to_numpy(float), df["width"].to_numpy(float)) * 1e6
+
+
+def fit_graph_floor(df: pd.DataFrame) -> float:
+    """Seconds per kernel inside a CUDA graph: slope of time against kernel count (the larger graphs)."""
+    d = df.sort_values("n_kernels")
+    d = d[d["n_kernels"] >= 32] if (d["n_kernels"] >= 32).sum() >= 2 else d
+    slope = np.polyfit(d["n_kernels"].to_numpy(float), d["us"].to_numpy(float), 1)[0]
+    return float(slope) * 1e-6
+
+
+# ------------------------------------------------------------------ collectives
+def fit_collective(df: pd.DataFrame, op: str, link_bw: float) -> CollectiveCurve:
+    """latency + algo_bytes / (link_bw * eff_max * B / (B + half)), least squares on log time."""
+    n = df["group"].to_numpy(float)
+    algo = np.array([ALGO_FACTOR[op](int(g)) for g in n]) * df["bytes"].to_numpy(float)
+    t = df["us"].to_numpy(float) * 1e-6
+
+    def model(x):
+        eff = x[1] * algo / (algo + x[2] * 1e3)
+        return x[0] * 1e-6 + algo / (link_bw * eff)
+
+    r = least_squares(lambda x: np.log(model(x)) - np.log(t), [10.0, 0.7, 1000.0],
+                      bounds=([0.0, 0.01, 0.0], [1e3, 1.0, 1e7]))
+    return CollectiveCurve(latency_s=float(r.x[0]) * 1e-6, eff_max=float(r.x[1]), half_bytes=float(r.x[2]) * 1e3,
+                           fit_note=f"least squares on {len(df)} timings ({', '.join(sorted(set(df['source'])))})")

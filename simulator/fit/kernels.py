@@ -1,0 +1,164 @@
+"""`rlsim fit kernels`: a base (datasheet) profile + kernel measurements -> a calibrated hardware profile."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from simulator.fit.fit_attention import (cross_validate_attention, fit_attention, fit_prefill, fit_varlen,
+                                         fit_split, predict_attention, predict_mixed, predict_prefill)
+from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
+from simulator.fit.fit_misc import (fit_collective, fit_elementwise, fit_graph_floor, fit_moe, predict_elementwise,
+                                    predict_moe)
+from simulator.fit.measurements import Measurements
+from simulator.hardware import DTYPE_BYTES, Efficiency, HardwareProfile
+
+EW_OPS = ("rms_norm", "add", "silu", "mul", "copy")
+
+
+@dataclass
+class FitReport:
+    """Relative errors (predicted / measured - 1) by kind, in-sample and cross-validated."""
+
+    rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, errs, how: str) -> None:
+        e = np.abs(np.asarray(errs, dtype=float))
+        if e.size:
+            self.rows.append({"kind": kind, "check": how, "n": int(e.size), "median_abs_err": float(np.median(e)),
+                              "p90_abs_err": float(np.percentile(e, 90)), "max_abs_err": float(e.max())})
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+
+def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | None = None,
+                cross_validation: bool = True) -> tuple[HardwareProfile, FitReport]:
+    rep = FitReport()
+    eff = like.efficiency.model_copy(deep=True) if like is not None else Efficiency()
+    bw = base.hbm_bandwidth
+    derived: list[str] = []
+    transferred: list[str] = []
+
+    gemm = m.table("gemm")
+    if not gemm.empty:
+        for dtype, rows in gemm.groupby("dtype"):
+            peak = base.peak(dtype)
+            wb = DTYPE_BYTES[dtype]
+            ab = 2.0 if dtype == "bf16" else 1.5  # fp8 GEMMs read fp8 inputs and write bf16 outputs
+            rows = rows.reset_index(drop=True)
+            c = fit_gemm(rows, peak, bw, wb, ab)
+            eff.gemm[dtype] = c
+            rep.add(f"gemm {dtype}", predict(c, rows, peak, bw, wb, ab) / rows["us"].to_numpy() - 1, "in-sample")
+            if cross_validation:
+                rep.add(f"gemm {dtype}", cross_validate(rows, peak, bw, wb, ab), "5-fold CV (rows held out)")
+                rep.add(f"gemm {dtype}", cross_validate(rows, peak, bw, wb, ab, by_shape=True),
+                        "leave-one-shape-out CV")
+            derived.append(f"gemm.{dtype}: {c.fit_note}")
+    attn = m.table("attention")
+    peak16 = base.peak("bf16")
+    if not attn.empty:
+        for backend, rows in attn.groupby("backend"):
+            rows = rows.reset_index(drop=True)
+            reread = backend == "sdpa_gqa"
+            c = fit_attention(rows, bw, peak16, reread)
+            eff.attention[backend] = c
+            rep.add(f"attention {backend}", predict_attention(c, rows, bw, peak16) / rows["us"].to_numpy() - 1,
+                    "in-sample")
+            if cross_validation:
+                rep.add(f"attention {backend}", cross_validate_attention(rows, bw, peak16, reread),
+                        "5-fold CV (rows held out)")
+            derived.append(f"attention.{backend}: {c.fit_note}")
+    mixed = m.table("attention_mixed")
+    if not mixed.empty:
+        c = fit_varlen(mixed, bw, peak16)
+        eff.attention["varlen_fa2"] = c
+        rep.add("attention varlen_fa2 (mixed contexts)",
+                predict_mixed(c, mixed, bw, peak16) / mixed["us"].to_numpy() - 1, "in-sample")
+        derived.append(f"attention.varlen_fa2: {c.fit_note}")
+        if "packed" in eff.attention and not attn.empty:
+            pk = eff.attention["packed"]
+            rows = attn[attn["backend"] == "packed"]
+            pk.cta_bytes_per_s = c.cta_bytes_per_s
+            pk.split_tokens = fit_split(pk, rows.reset_index(drop=True), bw, peak16, c.cta_bytes_per_s)
+            pk.cta_bytes_per_s = c.cta_bytes_per_s if pk.split_tokens else 0.0
+            derived.append("attention.packed critical path: " + (
+                f"the varlen per-CTA rate, split_tokens ({pk.split_tokens}) = the largest KV chunk per CTA that "
+                "leaves the dense timings' fit within 1% (p90)" if pk.split_tokens else
+                "none: no KV chunk of 128+ tokens at the varlen per-CTA rate is consistent with the dense timings "
+                "(the dense kernel splits long sequences finely)"))
+    pre = m.table("prefill")
+    if not pre.empty:
+        c = fit_prefill(pre, peak16)
+        eff.prefill = c
+        rep.add("prefill attention", predict_prefill(c, pre, peak16) / pre["us"].to_numpy() - 1, "in-sample")
+        derived.append(f"prefill: {c.fit_note}")
+    moe = m.table("moe")
+    if not moe.empty:
+        g = eff.gemm.get("bf16")
+        for kernel, impls, reads_all in (("padded_bmm", ("experts", "bmm"), True), ("grouped", ("grouped",), False)):
+            rows = moe[moe["impl"].isin(impls)].reset_index(drop=True)
+            if rows.empty:
+                continue
+            c = fit_moe(rows, reads_all, peak16, bw, g)
+            eff.moe[kernel] = c
+            rep.add(f"moe {kernel}", predict_moe(c, rows, peak16, bw, g) / rows["us"].to_numpy() - 1, "in-sample")
+            derived.append(f"moe.{kernel}: {c.fit_note}")
+    if "padded_bmm" in eff.moe and ("fused" not in eff.moe or like is not None):
+        pb = eff.moe["padded_bmm"]
+        eff.moe["fused"] = pb.model_copy(update={
+            "reads_all_experts": False,
+            "fit_note": "vLLM fused_moe (no measurement): reads only the experts the batch touches and computes only "
+                        "routed rows, at the GEMM efficiencies and routing overhead fitted for padded_bmm"})
+    ew = m.table("elementwise")
+    for op in EW_OPS:
+        rows = ew[ew["op"] == op] if not ew.empty else ew
+        if len(rows) >= 2:
+            c = eff.elementwise[op] = fit_elementwise(rows, op, bw, base.l2_bytes)
+            rep.add(f"elementwise {op}", predict_elementwise(c, rows, op, bw) / rows["us"].to_numpy() - 1,
+                    "in-sample")
+            derived.append(f"elementwise.{op}: linear least squares on {len(rows)} timings "
+                           f"({', '.join(sorted(set(rows['source'])))})")
+    gr = m.table("graph")
+    if not gr.empty:
+        eff.graph_kernel_s = fit_graph_floor(gr)
+        derived.append("graph_kernel_s: slope of graph_overhead.csv")
+    if m.eager_launch_s:
+        eff.eager_launch_s = float(np.median(m.eager_launch_s))
+        derived.append("eager_launch_s: profiler traces' span per kernel (eager PyTorch, profiler on: an upper bound)")
+    net = m.table("network")
+    if not net.empty:
+        for op, rows in net.groupby("collective"):
+            intra = rows[rows["group"] <= base.scale_up.domain_size]
+            if "devices_per_node" in rows:
+                intra = intra[intra["group"] <= intra["devices_per_node"]]
+            intra = intra[intra["group"] >= 2]
+            if len(intra) >= 3:
+                eff.collectives.setdefault("scale_up", {})[op] = fit_collective(intra, op, base.scale_up.bandwidth)
+                derived.append(f"collectives.scale_up.{op}: {eff.collectives['scale_up'][op].fit_note}")
+    if like is not None:
+        fitted = {d.split(":")[0].split(".")[0] for d in derived}
+        for part in ("gemm", "attention", "prefill", "moe", "elementwise", "collectives"):
+            if part not in fitted and getattr(eff, part):
+                transferred.append(part)
+    text = [base.derivation.strip()]
+    if derived:
+        text.append("Fitted by `rlsim fit kernels` from: " + "; ".join(sorted(set(m.sources))) + ".")
+        text += derived
+    if transferred:
+        text.append(f"Transferred unchanged from {like.name} (assumption: the same fraction of peak FLOP/s and HBM "
+                    f"bandwidth per kernel size, the same fixed overheads): {', '.join(transferred)}.")
+    if m.device:
+        text.append(f"Measured ceilings on the device ({m.device.get('name', '?')}): bf16 8192^3 GEMM "
+                    f"{m.device.get('bf16_tflops_8192', float('nan')):.0f} TFLOP/s, 1 GiB copy "
+                    f"{m.device.get('copy_GBps_rw', float('nan')):.0f} GB/s (read + write).")
+    prof = base.model_copy(update={"efficiency": eff, "derivation": "\n".join(text)})
+    for t in m.traces:
+        rep.notes.append(f"trace {t['file']}: {t['kernels']} kernels, per class (us): "
+                         + ", ".join(f"{k} {v:.0f}" for k, v in sorted(t["class_us"].items()))
+                         + (f"; {t.get('note')}" if t.get("note") else f"; {t['rows']} fit rows"))
+    if m.validation:
+        rep.notes.append("validation-only tables, not fitted on: " + ", ".join(m.validation))
+    return prof, rep

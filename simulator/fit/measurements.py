@@ -1,0 +1,157 @@
+"""Read kernel measurements into typed tables, recognising each file by its columns.
+
+Formats (see calibration/h200/shared/README.md and calibration/vidur/README.md):
+- gemm: op,m,n,k,us (dtype fp8 when the file name says fp8)
+- attention: batch,q_len,ctx,hq,hkv,d,us (backend from the file name: sdpa_gqa, prefill, else packed)
+- moe: tokens,experts,topk,hidden,inter,us [impl] (no impl: the expert GEMMs alone, batched over every expert)
+- elementwise: op,rows,width,us; graph overhead: n_kernels,us
+- Vidur per-operator tables (time_stats.<op>.median in ms per layer, by num_tokens and TP) and NCCL tables
+- PyTorch/vLLM profiler chrome traces (.json / .json.gz), see chrome_trace.py
+Validation-only tables (whole-model steps, EAGLE heads) are recognised and set aside, never fitted on.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from simulator.errors import RlsimError
+
+GEMM_COLS = {"op", "m", "n", "k", "us"}
+ATTN_COLS = {"batch", "q_len", "ctx", "hq", "hkv", "d", "us"}
+MOE_COLS = {"tokens", "experts", "topk", "hidden", "inter", "us"}
+EW_COLS = {"op", "rows", "width", "us"}
+GRAPH_COLS = {"n_kernels", "us"}
+STEP_COLS = {"model", "batch", "q_len", "ctx", "us"}
+
+
+@dataclass
+class Measurements:
+    """Everything read, as DataFrames with times in microseconds."""
+
+    gemm: list[pd.DataFrame] = field(default_factory=list)  # op,m,n,k,us,dtype,source
+    attention: list[pd.DataFrame] = field(default_factory=list)  # +backend
+    prefill: list[pd.DataFrame] = field(default_factory=list)
+    attention_mixed: list[pd.DataFrame] = field(default_factory=list)  # kind,batch,q_len,hq,hkv,d,ctx_list,us
+    moe: list[pd.DataFrame] = field(default_factory=list)  # +impl ("experts" for expert-GEMM-only rows)
+    elementwise: list[pd.DataFrame] = field(default_factory=list)
+    graph: list[pd.DataFrame] = field(default_factory=list)
+    network: list[pd.DataFrame] = field(default_factory=list)  # collective,group,bytes,us,source
+    eager_launch_s: list[float] = field(default_factory=list)
+    validation: list[str] = field(default_factory=list)
+    device: dict = field(default_factory=dict)
+    traces: list[dict] = field(default_factory=list)  # per-trace class summaries
+    sources: list[str] = field(default_factory=list)
+
+    def table(self, name: str) -> pd.DataFrame:
+        parts = getattr(self, name)
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, comment="#")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise RlsimError(f"not a readable CSV ({' '.join(str(e).split())[:120]})", str(path)) from None
+    if df.empty:
+        raise RlsimError("no rows", str(path))
+    return df
+
+
+def _check_numeric(df: pd.DataFrame, cols, path: Path) -> pd.DataFrame:
+    for c in cols:
+        v = pd.to_numeric(df[c], errors="coerce")
+        bad = v.isna() & df[c].notna()
+        if bad.any():
+            line = int(bad.idxmax()) + 2
+            raise RlsimError(f"column {c!r} has a non-number {df[c][bad].iloc[0]!r}", f"{path}:{line}")
+        df[c] = v
+    df = df.dropna(subset=list(cols))
+    if (df[[c for c in cols if c != "op"]] < 0).any().any():
+        raise RlsimError("negative values", str(path))
+    return df
+
+
+def read_file(path: str | Path, m: Measurements, attention_backend: str = "packed",
+              trace_shape: dict | None = None) -> None:
+    """Read one measurement file into `m`; RlsimError naming the file when it is not a known format."""
+    p = Path(path)
+    if not p.is_file():
+        raise RlsimError("no such file", str(p))
+    name = p.name.lower()
+    m.sources.append(str(p))
+    if name.endswith((".json.gz", ".json")) and not name.startswith("device"):
+        from simulator.fit.chrome_trace import read_trace
+        read_trace(p, m, attention_backend, trace_shape)
+        return
+    if name.startswith("device") and name.endswith(".json"):
+        try:
+            m.device = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise RlsimError(f"malformed JSON ({e.msg}, line {e.lineno})", str(p)) from None
+        return
+    if not name.endswith(".csv"):
+        raise RlsimError("unknown measurement format (expected a kernel CSV, a device.json or a chrome trace "
+                         ".json/.json.gz)", str(p))
+    df = _read_csv(p)
+    cols = set(df.columns)
+    src = p.name
+    if "time_stats.attn_pre_proj.median" in cols:
+        from simulator.fit.vidur import vidur_compute_rows
+        g, ew = vidur_compute_rows(df, p)
+        m.gemm.append(g)
+        m.elementwise.append(ew)
+    elif any(c.startswith("time_stats.") for c in cols) and {"num_workers", "size", "collective"} <= cols:
+        from simulator.fit.vidur import vidur_network_rows
+        m.network.append(vidur_network_rows(df, p))
+    elif {"collective", "gpus", "bytes", "us"} <= cols:
+        df = _check_numeric(df, ["gpus", "bytes", "us"], p)
+        m.network.append(pd.DataFrame({"collective": df["collective"], "group": df["gpus"], "bytes": df["bytes"],
+                                       "us": df["us"], "source": src}))
+    elif STEP_COLS <= cols:
+        m.validation.append(str(p))
+    elif ATTN_COLS - {"ctx"} | {"ctx_list", "kind"} <= cols:
+        df = _check_numeric(df, ["batch", "q_len", "hq", "hkv", "d", "us"], p)
+        m.attention_mixed.append(df.assign(source=src))
+    elif GEMM_COLS <= cols:
+        df = _check_numeric(df, ["m", "n", "k", "us"], p)
+        dtype = "fp8" if "fp8" in name else (df["dtype"] if "dtype" in cols else "bf16")
+        m.gemm.append(df[["op", "m", "n", "k", "us"]].assign(dtype=dtype, source=src))
+    elif ATTN_COLS <= cols:
+        df = _check_numeric(df, ["batch", "q_len", "ctx", "hq", "hkv", "d", "us"], p)
+        df = df[list(ATTN_COLS)].assign(source=src)
+        if "prefill" in name or (df["q_len"] == df["ctx"]).all():
+            m.prefill.append(df)
+        else:
+            backend = "sdpa_gqa" if "sdpa" in name else attention_backend
+            m.attention.append(df.assign(backend=backend))
+    elif MOE_COLS <= cols:
+        df = _check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
+        impl = df["impl"] if "impl" in cols else "experts"
+        m.moe.append(df[list(MOE_COLS)].assign(impl=impl, source=src))
+    elif EW_COLS <= cols:
+        df = _check_numeric(df, ["rows", "width", "us"], p)
+        m.elementwise.append(df[list(EW_COLS)].assign(source=src))
+    elif GRAPH_COLS <= cols:
+        m.graph.append(_check_numeric(df, ["n_kernels", "us"], p))
+    elif {"model", "batch", "q_len", "ctx"} <= cols:
+        m.validation.append(str(p))
+    else:
+        raise RlsimError(f"unrecognised columns {sorted(cols)[:8]}; expected one of the kernel table formats "
+                         "(see `rlsim fit kernels --help`)", str(p))
+
+
+def parse_trace_shape(name: str) -> dict:
+    """batch / context / q_len from a trace file name such as trace_llama8b_b32_ctx2048_ql4.json.gz."""
+    out = {}
+    for key, pat in (("batch", r"_b(\d+)"), ("context", r"_ctx(\d+)"), ("q_len", r"_ql(\d+)")):
+        mm = re.search(pat, name)
+        if mm:
+            out[key] = int(mm.group(1))
+    mm = re.match(r"trace_([a-z0-9.\-]+?)_b\d+", name)
+    if mm:
+        out["model"] = mm.group(1)
+    return out

@@ -1,0 +1,61 @@
+"""Convert Vidur's profiling tables (microsoft/vidur data/profiling) into rlsim measurement rows.
+
+Compute tables give milliseconds per layer for each operator at (num_tokens, TP); the GEMM shapes follow
+from the model columns. Network tables give NCCL collective times; `size` counts fp16 elements
+(calibration/vidur/README.md), so bytes = 2 * size.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from simulator.errors import RlsimError
+
+
+def _col(df: pd.DataFrame, op: str, path: Path) -> pd.Series:
+    c = f"time_stats.{op}.median"
+    if c not in df.columns:
+        raise RlsimError(f"missing column {c}", str(path))
+    return pd.to_numeric(df[c], errors="coerce") * 1000.0  # ms -> us
+
+
+def vidur_compute_rows(df: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    need = ["n_head", "n_kv_head", "n_embd", "n_expanded_embd", "num_tokens", "num_tensor_parallel_workers"]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise RlsimError(f"missing columns {missing}", str(path))
+    tp = df["num_tensor_parallel_workers"].astype(int)
+    h = df["n_embd"].astype(int)
+    hd = h // df["n_head"].astype(int)
+    m = df["num_tokens"].astype(int)
+    ffn = df["n_expanded_embd"].astype(int)
+    shapes = {
+        "attn_pre_proj": ((df["n_head"] + 2 * df["n_kv_head"]) * hd // tp, h),
+        "attn_post_proj": (h, df["n_head"] * hd // tp),
+        "mlp_up_proj": (2 * ffn // tp, h),
+        "mlp_down_proj": (h, ffn // tp),
+    }
+    gem = []
+    for op, (n, k) in shapes.items():
+        gem.append(pd.DataFrame({"op": f"vidur.{op}", "m": m, "n": n.astype(int), "k": k.astype(int),
+                                 "us": _col(df, op, path), "dtype": "bf16", "source": path.name}))
+    ew = [pd.DataFrame({"op": "rms_norm", "rows": m, "width": h, "us": _col(df, "input_layernorm", path),
+                        "source": path.name}),
+          pd.DataFrame({"op": "add", "rows": m, "width": h, "us": _col(df, "add", path), "source": path.name})]
+    g = pd.concat(gem, ignore_index=True).dropna()
+    g = g.groupby(["op", "m", "n", "k", "dtype", "source"], as_index=False)["us"].median()
+    e = pd.concat(ew, ignore_index=True).dropna()
+    e = e.groupby(["op", "rows", "width", "source"], as_index=False)["us"].median()
+    return g, e
+
+
+def vidur_network_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    coll = df["collective"].astype(str).iloc[0]
+    c = f"time_stats.{coll}.median"
+    if c not in df.columns:
+        raise RlsimError(f"missing column {c}", str(path))
+    out = pd.DataFrame({"collective": coll, "group": df["num_workers"].astype(int),
+                        "bytes": df["size"].astype(float) * 2.0, "us": pd.to_numeric(df[c], errors="coerce") * 1e3,
+                        "devices_per_node": df.get("devices_per_node", 8), "source": path.name})
+    return out.dropna()

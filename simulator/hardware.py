@@ -1,0 +1,221 @@
+"""GPU hardware profiles: datasheet peaks, links, and the fitted efficiency curves of the cost model.
+
+A profile is one YAML file in `hardware_profiles/` (found by name or alias, case-insensitively).
+Base profiles (`hardware_profiles/base/*.yaml`) carry only datasheet numbers; `rlsim fit kernels`
+adds the fitted `efficiency` section and writes the calibrated profile. Units: FLOP/s, bytes, bytes/s,
+seconds. `sources` maps a field path to where its number came from.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from simulator.errors import RlsimError
+from simulator.paths import hardware_dir
+from simulator.yamlio import YamlModel, read_yaml
+
+Dtype = Literal["bf16", "fp8", "fp4"]
+DTYPE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
+
+
+class Link(YamlModel):
+    """A network: bandwidth per GPU per direction (bytes/s), latency of one message (s)."""
+
+    bandwidth: float = Field(gt=0)
+    latency_s: float = Field(ge=0)
+    domain_size: int = Field(1, ge=1, description="GPUs reachable over this link (NVLink domain)")
+
+
+class GemmShapeCorrection(YamlModel):
+    """Measured/curve time ratio for one measured GEMM shape, by rows m (log-interpolated)."""
+
+    n: int
+    k: int
+    m: list[int]
+    log_ratio: list[float]
+
+
+class GemmCurve(YamlModel):
+    """GEMM time for y[m,n] = x[m,k] @ W[n,k]^T (seconds).
+
+    t_c = FLOPs / (peak * c_max * m/(m+m_half) * n/(n+n_half) * k/(k+k_half))
+    t_m = bytes / (bandwidth * m_eff) * (1 + n_pen/n) * (1 + k_pen/k) + mem_latency_s
+    t   = (t_c^p + t_m^p)^(1/p) + overhead_s, times exp(correction) for measured shapes (the nearest
+    measured shapes, weighted, for others). p -> infinity is the plain roofline max.
+    """
+
+    c_max: float
+    m_half: float
+    n_half: float
+    k_half: float
+    m_eff: float
+    n_pen: float
+    k_pen: float
+    mem_latency_s: float
+    p: float
+    overhead_s: float
+    shapes: list[GemmShapeCorrection] = []
+    neighbours: int = 3
+    fit_note: str = ""
+
+
+class AttentionCurve(YamlModel):
+    """Decode/verify attention over a paged or dense KV cache (seconds).
+
+    Per sequence i: bytes_i = kv heads x ctx_i x (K dim + V dim) x dtype bytes, multiplied by (q heads / kv heads)
+    when q_len >= 2 and the backend reads K/V once per query head (`reread_per_query_head`, SDPA's GQA path).
+    Work items = sequences x kv heads x query tiles. The achieved fraction of HBM bandwidth comes from tables over
+    log2(work items) x log2(ctx), one per GQA group size (q heads / kv heads), interpolated (bilinear in each
+    table, linear in log2 group between tables, clamped at the edges):
+    t = overhead_s + sum_i bytes_i / (bandwidth * eff(group, items, ctx_i)), bounded below by the compute time of
+    the padded query tiles at `compute_eff` of peak. With `cta_bytes_per_s` set, the KV streams (one per sequence,
+    KV head and query tile; in chunks of `split_tokens` when the kernel splits long sequences) share that aggregate
+    bandwidth, none faster than `cta_bytes_per_s` (the critical path of mixed-context batches).
+    """
+
+    overhead_s: list[float]  # per group
+    log2_group: list[float]
+    log2_items: list[float]
+    log2_ctx: list[float]
+    eff: list[list[list[float]]]  # [group][items][ctx]
+    query_tile: int = 128
+    compute_eff: float = 0.35
+    reread_per_query_head: bool = False
+    cta_bytes_per_s: float = 0.0
+    split_tokens: int = 0
+    fit_note: str = ""
+
+
+class PrefillCurve(YamlModel):
+    """Causal prefill attention: t = overhead_s + F / (peak * eff), eff = e_max * F^g / (F^g + F_half^g)."""
+
+    overhead_s: float
+    e_max: float
+    flops_half: float
+    hill: float = 1.0
+    fit_note: str = ""
+
+
+class MoECurve(YamlModel):
+    """A routed MoE MLP (router, top-k, gather, expert GEMMs, scatter), seconds.
+
+    `reads_all_experts`: the kernel streams every local expert's weights whatever the routing (a batched GEMM
+    with a uniform-routing capacity); otherwise only the expected number of distinct experts touched,
+    E * (1 - (1 - k/E)^T). Expert GEMMs: roofline (t_c^p + t_m^p)^(1/p) with c_eff, m_eff; routing:
+    route_s + route_s_per_row * T * k.
+    """
+
+    reads_all_experts: bool
+    c_eff: float
+    m_eff: float
+    p: float
+    route_s: float
+    route_s_per_row: float
+    fit_note: str = ""
+
+
+class ElementwiseCurve(YamlModel):
+    """A memory-bound kernel over a [rows, width] tensor (seconds).
+
+    t = overhead_s + per_width_s * width + hbm_bytes / (bandwidth * eff) + l2_bytes / (bandwidth * eff_l2),
+    where the first `l2_resident_bytes` of the traffic are served from L2 (the operands were just written by the
+    previous kernel) and the rest from HBM; per_width_s is the per-row latency of row-wise kernels (norms).
+    """
+
+    overhead_s: float
+    per_width_s: float = 0.0
+    eff: float
+    eff_l2: float = 1.0
+    l2_resident_bytes: float = 0.0
+
+
+class CollectiveCurve(YamlModel):
+    """One collective on one link: t = latency_s + algo_bytes / (link bandwidth * eff_max * B/(B + half_bytes))."""
+
+    latency_s: float
+    eff_max: float
+    half_bytes: float
+    fit_note: str = ""
+
+
+class Efficiency(YamlModel):
+    gemm: dict[str, GemmCurve] = {}  # by dtype
+    attention: dict[str, AttentionCurve] = {}  # by backend
+    prefill: PrefillCurve | None = None
+    moe: dict[str, MoECurve] = {}  # by MoE kernel
+    elementwise: dict[str, ElementwiseCurve] = {}  # rms_norm, add, silu, mul, copy
+    collectives: dict[str, dict[str, CollectiveCurve]] = {}  # link -> op -> curve
+    graph_kernel_s: float = 1.0e-6  # per-kernel floor inside a CUDA graph
+    eager_launch_s: float = 4.0e-6  # per-kernel launch cost when not graph-captured
+
+
+class HardwareProfile(YamlModel):
+    """One GPU model. Numbers are per GPU."""
+
+    name: str
+    aliases: list[str] = []
+    derivation: str
+    peak_flops: dict[str, float]  # dense FLOP/s by dtype
+    hbm_bytes: float
+    hbm_bandwidth: float  # bytes/s
+    l2_bytes: float
+    sm_count: int
+    scale_up: Link
+    scale_out: Link
+    attention_backend: str = "packed"
+    moe_kernel: str = "padded_bmm"
+    efficiency: Efficiency = Efficiency()
+    sources: dict[str, str] = {}
+
+    def peak(self, dtype: str) -> float:
+        if dtype not in self.peak_flops:
+            raise RlsimError(f"{self.name} has no {dtype} peak (has {', '.join(self.peak_flops)})", "dtype")
+        return self.peak_flops[dtype]
+
+    def gemm_curve(self, dtype: str) -> GemmCurve:
+        curves = self.efficiency.gemm
+        if dtype in curves:
+            return curves[dtype]
+        if "bf16" in curves:  # fall back to the bf16 efficiencies against this dtype's peak
+            return curves["bf16"]
+        raise RlsimError(f"profile {self.name} has no fitted GEMM efficiency; run `rlsim fit kernels`", "hardware")
+
+
+def _profile_files() -> list[Path]:
+    d = hardware_dir()
+    return sorted(d.glob("*.yaml")) if d.is_dir() else []
+
+
+@lru_cache(maxsize=None)
+def _index() -> dict[str, Path]:
+    idx: dict[str, Path] = {}
+    for f in _profile_files():
+        data = read_yaml(f)
+        for n in [data.get("name", f.stem), f.stem, *data.get("aliases", [])]:
+            idx[str(n).lower()] = f
+    return idx
+
+
+def hardware_names() -> list[str]:
+    return sorted({read_yaml(p).get("name", p.stem) for p in set(_index().values())}, key=str.lower)
+
+
+@lru_cache(maxsize=None)
+def _load_path(path: str) -> HardwareProfile:
+    return HardwareProfile.load(path)
+
+
+def load_hardware(name_or_path: str, field: str = "hardware") -> HardwareProfile:
+    """A profile by name/alias (case-insensitive) or YAML path."""
+    if isinstance(name_or_path, HardwareProfile):
+        return name_or_path
+    s = str(name_or_path)
+    if s.endswith((".yaml", ".yml")) and Path(s).is_file():
+        return _load_path(str(Path(s).resolve()))
+    f = _index().get(s.lower())
+    if f is None:
+        raise RlsimError(f"unknown hardware {s!r}; known: {', '.join(hardware_names())}", field)
+    return _load_path(str(f))

@@ -1,0 +1,86 @@
+"""Typed configs that load from and save to YAML (pydantic v2 models)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from simulator.errors import RlsimError, from_validation_error
+
+T = TypeVar("T", bound="YamlModel")
+
+
+class YamlModel(BaseModel):
+    """Base for every config: unknown keys are errors; `load`/`save` round-trip through YAML."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, protected_namespaces=())
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any], source: str | None = None) -> T:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise from_validation_error(e, source) from None
+
+    @classmethod
+    def load(cls: type[T], path: str | os.PathLike) -> T:
+        return cls.from_dict(read_yaml(path), source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=110)
+
+    def save(self, path: str | os.PathLike, header: str | None = None) -> None:
+        text = self.to_yaml()
+        if header:
+            text = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + text
+        write_text_atomic(path, text)
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping; a missing or malformed file is an RlsimError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise RlsimError("no such file", str(path))
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise RlsimError(f"malformed YAML ({getattr(e, 'problem', e)})", where) from None
+    except UnicodeDecodeError:
+        raise RlsimError("not a text file", str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RlsimError("expected a YAML mapping at the top level", str(path))
+    return data
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a file so that a reader never sees it half-written (temp file + rename)."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    p = Path(path)
+    if p.parent and not p.parent.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
