@@ -56,7 +56,8 @@ class StepCostModel:
 
     def __init__(self, hardware: HardwareProfile | str, model: ModelConfig | str, tp: int = 1, ep: int = 1,
                  pp: int = 1, dtype: str = "bf16", kv_dtype: str = "bf16", attention_backend: str | None = None,
-                 moe_kernel: str | None = None):
+                 moe_kernel: str | None = None, exclude_ops: tuple[str, ...] = ()):
+        """exclude_ops: GEMMs to leave out by name (e.g. an EAGLE head's `fc` after its first draft step)."""
         self.hw = load_hardware(hardware)
         self.model = load_model(model)
         self.par = Parallelism(tp, ep, pp)
@@ -88,6 +89,7 @@ class StepCostModel:
         for op in ("rms_norm", "add", "silu", "mul", "copy"):
             if op not in eff.elementwise:
                 raise RlsimError(f"profile {self.hw.name} lacks the elementwise curve {op!r}", "hardware")
+        self.exclude_ops = tuple(exclude_ops)
         self._build()
         self._tok_cache: dict[tuple[int, int], tuple[float, dict, int]] = {}
 
@@ -141,8 +143,8 @@ class StepCostModel:
             gemms.append(_Gemm("eh_proj", h, 2 * h, 1, "tokens"))
         vocab = m.draft.draft_vocab if (m.draft and m.draft.draft_vocab) else m.vocab
         gemms.append(_Gemm("lm_head", math.ceil(vocab / tp), h, 1, "logits"))
-        self.gemms = gemms
-        self._corr = {g.name: correction_fn(self.gemm_curve, g.n, g.k) for g in gemms}
+        self.gemms = [g for g in gemms if g.name not in self.exclude_ops]
+        self._corr = {g.name: correction_fn(self.gemm_curve, g.n, g.k) for g in self.gemms}
         self.vocab_local = math.ceil(vocab / tp)
         # elementwise kernels per layer: (op, elements per token)
         f_local = (m.dense_ffn // tp) if m.dense_layers else 0

@@ -15,6 +15,7 @@ from simulator.fit.measurements import Measurements
 from simulator.hardware import DTYPE_BYTES, Efficiency, HardwareProfile
 
 EW_OPS = ("rms_norm", "add", "silu", "mul", "copy")
+FUSED_MOE_KERNELS = 5  # routing/gather kernels of vLLM's fused_moe path besides the two expert GEMMs
 
 
 @dataclass
@@ -106,12 +107,6 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
             eff.moe[kernel] = c
             rep.add(f"moe {kernel}", predict_moe(c, rows, peak16, bw, g) / rows["us"].to_numpy() - 1, "in-sample")
             derived.append(f"moe.{kernel}: {c.fit_note}")
-    if "padded_bmm" in eff.moe and ("fused" not in eff.moe or like is not None):
-        pb = eff.moe["padded_bmm"]
-        eff.moe["fused"] = pb.model_copy(update={
-            "reads_all_experts": False,
-            "fit_note": "vLLM fused_moe (no measurement): reads only the experts the batch touches and computes only "
-                        "routed rows, at the GEMM efficiencies and routing overhead fitted for padded_bmm"})
     ew = m.table("elementwise")
     for op in EW_OPS:
         rows = ew[ew["op"] == op] if not ew.empty else ew
@@ -121,6 +116,16 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
                     "in-sample")
             derived.append(f"elementwise.{op}: linear least squares on {len(rows)} timings "
                            f"({', '.join(sorted(set(rows['source'])))})")
+    if "padded_bmm" in eff.moe and not m.table("moe").empty and "copy" in eff.elementwise:
+        pb = eff.moe["padded_bmm"]
+        kernel_s = eff.elementwise["copy"].overhead_s
+        eff.moe["fused"] = pb.model_copy(update={
+            "reads_all_experts": False, "route_s": FUSED_MOE_KERNELS * kernel_s,
+            "fit_note": f"vLLM fused_moe (no measurement): only the experts the batch touches and the routed rows, at "
+                        f"the expert-GEMM efficiencies fitted for padded_bmm; routing = {FUSED_MOE_KERNELS} small "
+                        f"kernels (topk_softmax, moe_align_block_size, silu_and_mul, moe_sum, scatter) at the fitted "
+                        f"overhead of a small copy kernel ({kernel_s * 1e6:.2f} us) plus padded_bmm's per-row cost"})
+        derived.append("moe.fused: derived, see its fit_note")
     gr = m.table("graph")
     if not gr.empty:
         eff.graph_kernel_s = fit_graph_floor(gr)

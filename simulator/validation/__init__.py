@@ -1,0 +1,1 @@
+"""Validation of predictions against measurements the models were not fitted on."""

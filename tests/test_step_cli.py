@@ -1,0 +1,76 @@
+"""`rlsim step`: the command forms later checks rely on, and its bad-input handling."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from conftest import assert_one_line_error, run_cli
+
+
+def test_step_json_has_step_ms_and_breakdown():
+    p = run_cli("step", "--hardware", "h200", "--model", "qwen3-8b", "--batch", "64", "--q-len", "4", "--context",
+                "4096", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["step_ms"] > 0
+    assert abs(sum(out["breakdown"].values()) - out["step_ms"]) < 1e-6 * out["step_ms"]
+    assert {"gemm", "attention", "moe", "comm", "other"} == set(out["breakdown"])
+
+
+def test_step_text_and_name_spellings():
+    a = run_cli("step", "--hardware", "H200", "--model", "Qwen3-8B", "--batch", "8", "--context", "1024", "--json")
+    b = run_cli("step", "--hardware", "h200-sxm", "--model", "qwen3-8b", "--batch", "8", "--context", "1024",
+                "--tp", "1", "--dtype", "bf16", "--json")
+    assert json.loads(a.stdout)["step_ms"] == json.loads(b.stdout)["step_ms"]
+    t = run_cli("step", "--hardware", "h200", "--model", "llama-3.1-8b", "--batch", "8", "--context", "1024")
+    assert t.returncode == 0 and "ms" in t.stdout and "attention" in t.stdout
+
+
+def test_cases_file(tmp_path):
+    cases = tmp_path / "cases.csv"
+    pd.DataFrame({"model": ["qwen3-8b", "Llama-3.1-8B", "qwen3-30b-a3b", "qwen3-32b"], "batch": [1, 64, 16, 8],
+                  "q_len": [1, 4, 1, 4], "context": [1024, 4096, 16384, 2048],
+                  "tp": [1, 1, 1, 2]}).to_csv(cases, index=False)
+    out = tmp_path / "pred.csv"
+    p = run_cli("step", "--hardware", "h200", "--cases", str(cases), "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    df = pd.read_csv(out)
+    assert list(df.columns[:5]) == ["model", "batch", "q_len", "context", "tp"] and "step_ms" in df
+    single = json.loads(run_cli("step", "--hardware", "h200", "--model", "llama-3.1-8b", "--batch", "64", "--q-len",
+                                "4", "--context", "4096", "--json").stdout)["step_ms"]
+    assert abs(df["step_ms"][1] - single) < 1e-4
+
+
+def test_unknown_model_and_hardware_list_known_names():
+    p = run_cli("step", "--hardware", "h200", "--model", "gpt-9", "--batch", "1", "--context", "10")
+    assert_one_line_error(p, "model", "qwen3-8b")
+    p = run_cli("step", "--hardware", "mi999", "--model", "qwen3-8b", "--batch", "1", "--context", "10")
+    assert_one_line_error(p, "hardware", "h200-sxm")
+
+
+def test_tp_that_does_not_divide_heads():
+    p = run_cli("step", "--hardware", "h200", "--model", "qwen3-8b", "--batch", "1", "--context", "10", "--tp", "3")
+    assert_one_line_error(p, "tp", "32")
+
+
+def test_ep_that_does_not_divide_experts():
+    p = run_cli("step", "--hardware", "h200", "--model", "qwen3-30b-a3b", "--batch", "1", "--context", "10",
+                "--ep", "3")
+    assert_one_line_error(p, "ep", "128")
+
+
+def test_batch_that_does_not_fit_says_by_how_much():
+    p = run_cli("step", "--hardware", "h200", "--model", "qwen3-32b", "--batch", "256", "--context", "16384")
+    assert_one_line_error(p, "batch", "GiB")
+
+
+def test_bad_cases_file_leaves_no_output(tmp_path):
+    cases = tmp_path / "cases.csv"
+    cases.write_text("model,batch,q_len,context\nqwen3-8b,1,1,100\nnope-1b,1,1,100\n")
+    out = tmp_path / "pred.csv"
+    p = run_cli("step", "--hardware", "h200", "--cases", str(cases), "--out", str(out))
+    assert_one_line_error(p, "cases.csv:3")
+    assert not out.exists()
+    cases.write_text("model,batch\nqwen3-8b,1\n")
+    assert_one_line_error(run_cli("step", "--hardware", "h200", "--cases", str(cases), "--out", str(out)), "columns")
