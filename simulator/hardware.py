@@ -133,11 +133,22 @@ class ElementwiseCurve(YamlModel):
 
 
 class CollectiveCurve(YamlModel):
-    """One collective on one link: t = latency_s + algo_bytes / (link bandwidth * eff_max * B/(B + half_bytes))."""
+    """One collective on one link (seconds), for `group` GPUs moving algo_bytes B (costmodel/collectives.py):
 
-    latency_s: float
-    eff_max: float
-    half_bytes: float
+    t = latency_s + latency_per_step_s * steps(group) + B / (link bandwidth * eff(group) * B^h / (B^h + half_bytes^h))
+
+    steps: ring steps (2(n-1) all-reduce, n-1 all-gather / reduce-scatter / all-to-all, 1 send/recv); h = `hill`
+    (1: the plain latency + bandwidth line; below 1: a gradual ramp to full bandwidth, as NCCL's protocols and
+    channel counts change with size); eff(group) = `group_eff` at the measured group sizes (linear in log2(group)
+    between them, the nearest one beyond), else eff_max. The defaults give the original three-parameter curve.
+    """
+
+    latency_s: float = Field(ge=0)
+    latency_per_step_s: float = Field(0.0, ge=0)
+    eff_max: float = Field(gt=0)
+    half_bytes: float = Field(ge=0)
+    hill: float = Field(1.0, gt=0, le=1)
+    group_eff: dict[int, float] = {}
     fit_note: str = ""
 
 

@@ -1,9 +1,13 @@
 """Collective communication: latency + bandwidth with a size-dependent efficiency (pure functions).
 
 Algorithm bytes per GPU (NCCL's bus-bandwidth convention): all-reduce 2(n-1)/n * size, all-gather and
-reduce-scatter (n-1)/n * size (size = the full output / input), all-to-all (n-1)/n * size, send/recv size.
+reduce-scatter (n-1)/n * size (size = the full output / input), all-to-all (n-1)/n * size (size = the
+per-GPU send buffer), send/recv size. The latency grows with the ring steps (LATENCY_STEPS).
 """
 from __future__ import annotations
+
+import math
+from functools import lru_cache
 
 from simulator.hardware import CollectiveCurve, HardwareProfile, Link
 
@@ -12,6 +16,16 @@ ALGO_FACTOR = {
     "all_gather": lambda n: (n - 1) / n,
     "reduce_scatter": lambda n: (n - 1) / n,
     "all_to_all": lambda n: (n - 1) / n,
+    "send_recv": lambda n: 1.0,
+}
+
+# ring steps of the latency term: a ring all-reduce is a reduce-scatter then an all-gather (2(n-1) steps);
+# all-to-all exchanges with n-1 peers; a send/recv is one message.
+LATENCY_STEPS = {
+    "all_reduce": lambda n: 2.0 * (n - 1),
+    "all_gather": lambda n: float(n - 1),
+    "reduce_scatter": lambda n: float(n - 1),
+    "all_to_all": lambda n: float(n - 1),
     "send_recv": lambda n: 1.0,
 }
 
@@ -28,6 +42,36 @@ def link_for(hw: HardwareProfile, group: int) -> tuple[str, Link]:
     return "scale_out", hw.scale_out
 
 
+def group_efficiency(curve: CollectiveCurve, group: int) -> float:
+    """eff_max for `group` GPUs: `group_eff` interpolated linearly in log2(group), clamped to the measured range."""
+    ge = curve.group_eff
+    if not ge:
+        return curve.eff_max
+    if group in ge:
+        return ge[group]
+    keys = sorted(ge)
+    if group <= keys[0]:
+        return ge[keys[0]]
+    if group >= keys[-1]:
+        return ge[keys[-1]]
+    hi = next(k for k in keys if k > group)
+    lo = max(k for k in keys if k < group)
+    w = (math.log2(group) - math.log2(lo)) / (math.log2(hi) - math.log2(lo))
+    return ge[lo] + w * (ge[hi] - ge[lo])
+
+
+def curve_time(curve: CollectiveCurve, bandwidth: float, op: str, algo_bytes: float, group: int) -> float:
+    """Seconds for `algo_bytes` algorithm bytes per GPU under a fitted curve."""
+    lat = curve.latency_s + curve.latency_per_step_s * LATENCY_STEPS[op](group)
+    eff = group_efficiency(curve, group)
+    if curve.half_bytes <= 0:
+        ramp = 1.0
+    else:
+        h = curve.hill
+        ramp = 1.0 / (1.0 + (curve.half_bytes / algo_bytes) ** h)  # = B^h / (B^h + half^h)
+    return lat + algo_bytes / (bandwidth * eff * ramp)
+
+
 def collective_time(hw: HardwareProfile, op: str, size_bytes: float, group: int, span: int | None = None) -> float:
     """Seconds for collective `op` over `group` GPUs on `size_bytes` (the per-GPU buffer).
 
@@ -40,7 +84,11 @@ def collective_time(hw: HardwareProfile, op: str, size_bytes: float, group: int,
     curve: CollectiveCurve | None = hw.efficiency.collectives.get(link_name, {}).get(op)
     algo = ALGO_FACTOR[op](group) * size_bytes
     if curve is None:
-        lat, eff_max, half = link.latency_s, DEFAULT_EFF_MAX, DEFAULT_HALF_BYTES
-    else:
-        lat, eff_max, half = curve.latency_s, curve.eff_max, curve.half_bytes
-    return lat + algo / (link.bandwidth * eff_max * algo / (algo + half))
+        curve = _default_curve(link.latency_s)
+    return curve_time(curve, link.bandwidth, op, algo, group)
+
+
+@lru_cache(maxsize=64)
+def _default_curve(latency_s: float) -> CollectiveCurve:
+    return CollectiveCurve(latency_s=latency_s, eff_max=DEFAULT_EFF_MAX, half_bytes=DEFAULT_HALF_BYTES,
+                           fit_note="default: no fitted curve (assumption)")

@@ -9,7 +9,6 @@ from simulator.costmodel.elementwise import TRAFFIC
 from simulator.costmodel.gemm import gemm_time
 from simulator.costmodel.moe import moe_time
 from simulator.hardware import CollectiveCurve, ElementwiseCurve, GemmCurve, MoECurve
-from simulator.costmodel.collectives import ALGO_FACTOR
 
 
 # ------------------------------------------------------------------ MoE
@@ -84,16 +83,7 @@ def fit_graph_floor(df: pd.DataFrame) -> float:
 
 # ------------------------------------------------------------------ collectives
 def fit_collective(df: pd.DataFrame, op: str, link_bw: float) -> CollectiveCurve:
-    """latency + algo_bytes / (link_bw * eff_max * B / (B + half)), least squares on log time."""
-    n = df["group"].to_numpy(float)
-    algo = np.array([ALGO_FACTOR[op](int(g)) for g in n]) * df["bytes"].to_numpy(float)
-    t = df["us"].to_numpy(float) * 1e-6
-
-    def model(x):
-        eff = x[1] * algo / (algo + x[2] * 1e3)
-        return x[0] * 1e-6 + algo / (link_bw * eff)
-
-    r = least_squares(lambda x: np.log(model(x)) - np.log(t), [10.0, 0.7, 1000.0],
-                      bounds=([0.0, 0.01, 0.0], [1e3, 1.0, 1e7]))
-    return CollectiveCurve(latency_s=float(r.x[0]) * 1e-6, eff_max=float(r.x[1]), half_bytes=float(r.x[2]) * 1e3,
-                           fit_note=f"least squares on {len(df)} timings ({', '.join(sorted(set(df['source'])))})")
+    """The collective curve of `op` from rows collective,group,bytes,us,source (see fit_collectives.fit_curve:
+    latency + per-step latency + bandwidth with a size ramp, per-group efficiency, an eager floor for eager rows)."""
+    from simulator.fit.fit_collectives import fit_curve
+    return fit_curve(df, op, link_bw).curve

@@ -8,8 +8,9 @@ import pandas as pd
 
 from simulator.fit.fit_attention import (cross_validate_attention, fit_attention, fit_prefill, fit_varlen,
                                          fit_split, predict_attention, predict_mixed, predict_prefill)
+from simulator.fit.fit_collectives import fit_collectives
 from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
-from simulator.fit.fit_misc import (fit_collective, fit_elementwise, fit_graph_floor, fit_moe, predict_elementwise,
+from simulator.fit.fit_misc import (fit_elementwise, fit_graph_floor, fit_moe, predict_elementwise,
                                     predict_moe)
 from simulator.fit.measurements import Measurements
 from simulator.hardware import DTYPE_BYTES, Efficiency, HardwareProfile
@@ -134,15 +135,19 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
         eff.eager_launch_s = float(np.median(m.eager_launch_s))
         derived.append("eager_launch_s: profiler traces' span per kernel (eager PyTorch, profiler on: an upper bound)")
     net = m.table("network")
-    if not net.empty:
-        for op, rows in net.groupby("collective"):
-            intra = rows[rows["group"] <= base.scale_up.domain_size]
-            if "devices_per_node" in rows:
-                intra = intra[intra["group"] <= intra["devices_per_node"]]
-            intra = intra[intra["group"] >= 2]
-            if len(intra) >= 3:
-                eff.collectives.setdefault("scale_up", {})[op] = fit_collective(intra, op, base.scale_up.bandwidth)
-                derived.append(f"collectives.scale_up.{op}: {eff.collectives['scale_up'][op].fit_note}")
+    if not net.empty:  # NVLink groups -> scale_up, groups across nodes -> scale_out (see fit/fit_collectives.py)
+        cf = fit_collectives(net[net["group"] >= 2], base)
+        for (link, op), c in sorted(cf.curves.items()):
+            eff.collectives.setdefault(link, {})[op] = c
+            derived.append(f"collectives.{link}.{op}: {c.fit_note}")
+            r = cf.rows[(cf.rows["link"] == link) & (cf.rows["collective"] == op)]
+            rep.add(f"collective {link} {op}", r["err"].to_numpy(), "in-sample")
+        rep.notes += [f"collectives: {n}" for n in cf.notes]
+        if like is not None:
+            kept = sorted(f"{lk}.{op}" for lk, ops in eff.collectives.items() for op in ops
+                          if (lk, op) not in cf.curves)
+            if kept:
+                derived.append(f"collectives {', '.join(kept)}: transferred unchanged from {like.name}")
     if like is not None:
         fitted = {d.split(":")[0].split(".")[0] for d in derived}
         for part in ("gemm", "attention", "prefill", "moe", "elementwise", "collectives"):

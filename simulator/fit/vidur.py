@@ -1,8 +1,9 @@
 """Convert Vidur's profiling tables (microsoft/vidur data/profiling) into rlsim measurement rows.
 
 Compute tables give milliseconds per layer for each operator at (num_tokens, TP); the GEMM shapes follow
-from the model columns. Network tables give NCCL collective times; `size` counts fp16 elements
-(calibration/vidur/README.md), so bytes = 2 * size.
+from the model columns. Network tables give NCCL collective times; `size` is already in bytes: Vidur's profiler
+writes `"size": self._size * 2  # bytes` (vidur/profiling/collectives/collectives_wrapper.py), and read as fp16
+elements the all-reduce would beat NVLink's 450 GB/s (729 GB/s) — physically impossible.
 """
 from __future__ import annotations
 
@@ -56,6 +57,6 @@ def vidur_network_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     if c not in df.columns:
         raise RlsimError(f"missing column {c}", str(path))
     out = pd.DataFrame({"collective": coll, "group": df["num_workers"].astype(int),
-                        "bytes": df["size"].astype(float) * 2.0, "us": pd.to_numeric(df[c], errors="coerce") * 1e3,
+                        "bytes": df["size"].astype(float), "us": pd.to_numeric(df[c], errors="coerce") * 1e3,
                         "devices_per_node": df.get("devices_per_node", 8), "source": path.name})
     return out.dropna()
