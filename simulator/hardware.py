@@ -176,6 +176,7 @@ class HardwareProfile(YamlModel):
     sm_count: int
     scale_up: Link
     scale_out: Link
+    host_bandwidth: float = Field(64e9, gt=0, description="GPU <-> host memory, bytes/s per direction")
     attention_backend: str = "packed"
     moe_kernel: str = "padded_bmm"
     efficiency: Efficiency = Efficiency()

@@ -7,7 +7,7 @@ from simulator.errors import RlsimError
 from simulator.hardware import HardwareProfile, hardware_names, load_hardware
 from simulator.paths import hardware_dir
 
-SOURCED = ["peak_flops.bf16", "hbm_bytes", "hbm_bandwidth", "l2_bytes", "sm_count", "scale_up.bandwidth",
+SOURCED = ["peak_flops.bf16", "host_bandwidth", "hbm_bytes", "hbm_bandwidth", "l2_bytes", "sm_count", "scale_up.bandwidth",
            "scale_up.domain_size", "scale_up.latency_s", "scale_out.bandwidth", "scale_out.latency_s"]
 PROFILES = ["h100", "h200", "b200", "gb200", "a100"]
 

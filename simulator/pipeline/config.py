@@ -1,0 +1,76 @@
+"""Scenario sections of the RL pipeline: pipeline mode and placement, training, reward.
+
+Units: seconds, tokens, GPUs. Defaults follow NeMo-RL's GRPO defaults where NeMo-RL has one
+(examples/configs/grpo_math_1B.yaml; see workloads/published/nemo_rl_recipes.md) and are stated otherwise.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from simulator.yamlio import YamlModel
+
+
+class PipelineConfig(YamlModel):
+    """How generation and training share the cluster, and how many RL steps to simulate."""
+
+    mode: Literal["sync", "async"] = "sync"
+    colocated: bool = True
+    max_staleness: int = Field(1, description="async: max trajectory age in steps (grpo.async_grpo.max_trajectory_age_steps)")
+    in_flight_weight_updates: bool = False
+    generation_gpus: int | None = Field(None, description="not colocated: GPUs of the generation pool (default: half)")
+    steps: int = Field(5, ge=1, description="RL steps to simulate")
+    warmup_steps: int | None = Field(None, description="steps left out of the steady-state means (default: staleness+1 "
+                                                       "in async, 0 in sync)")
+    data_s: float = Field(0.0, ge=0, description="data loading / processing per step (s)")
+    refit_overhead_s: float = Field(0.0, ge=0, description="fixed cost of a weight refit: engine wake-up, "
+                                                           "KV-cache re-allocation, bookkeeping (s)")
+    refit_ipc_efficiency: float = Field(0.5, gt=0, le=1, description="colocated refit: fraction of HBM bandwidth "
+                                                                     "of the CUDA-IPC weight copy")
+    refit_network_efficiency: float = Field(0.8, gt=0, le=1, description="non-colocated refit: fraction of link "
+                                                                         "bandwidth of the NCCL broadcast")
+    offload_optimizer: bool = Field(True, description="colocated: optimizer state leaves the GPU during generation")
+    response_growth_per_step: float = Field(0.0, description="relative growth of response lengths per RL step")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.max_staleness < 0:
+            raise ValueError(f"must be >= 0 (got {self.max_staleness})")
+        return self
+
+
+class DraftTrainingConfig(YamlModel):
+    """Online training of the draft (EAGLE-3 head) on the verifier's hidden states during RL."""
+
+    enabled: bool = False
+    cost_fraction: float = Field(0.0, ge=0, description="extra training time as a fraction of the policy training "
+                                                        "time; 0 = costed from the draft's FLOPs")
+
+
+class TrainingConfig(YamlModel):
+    """Megatron training of the policy (and the reference/policy logprob passes)."""
+
+    gpus: int | None = Field(None, description="training GPUs (default: cluster.gpus when colocated, else the rest)")
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    context_parallel_size: int = 1
+    expert_parallel_size: int = 1
+    dtype: Literal["bf16", "fp8"] = "bf16"
+    global_batch_size: int = Field(512, ge=1, description="samples per optimizer step (policy.train_global_batch_size)")
+    micro_batch_tokens: int = Field(4096, ge=1, description="packed tokens per training micro-batch")
+    logprob_micro_batch_tokens: int = Field(8192, ge=1)
+    activation_recompute: Literal["none", "selective", "full"] = "none"
+    reference_logprobs: bool = Field(True, description="KL to a reference policy: a second logprob forward")
+    framework_efficiency: float = Field(1.0, gt=0, le=1)
+    logprob_framework_efficiency: float = Field(1.0, gt=0, le=1)
+    grad_sync_exposed: float = Field(0.2, ge=0, le=1)
+    draft: DraftTrainingConfig = DraftTrainingConfig()
+
+
+class RewardConfig(YamlModel):
+    """Reward computation (math verification on CPU workers)."""
+
+    s_per_sample: float = Field(0.0, ge=0)
+    workers: int = Field(8, ge=1, description="parallel reward workers (NeMo-RL math env: 8)")
+    fixed_s: float = Field(0.0, ge=0)

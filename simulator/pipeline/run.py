@@ -1,0 +1,186 @@
+"""One RL run: per RL step, simulate the rollout, cost the training-side stages, and run the pipeline.
+
+    result = run_pipeline(load_scenario("workloads/scenarios/qwen3-8b-rl-think-gb200x32.yaml"), steps=5)
+
+Placement: colocated runs put generation and training on every GPU of the cluster; otherwise the generation pool
+has `pipeline.generation_gpus` GPUs and training the rest (or `training.gpus`). Per step, response lengths grow by
+`pipeline.response_growth_per_step` and the acceptance follows its profile's drift (and online draft training).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import RlsimError
+from simulator.pipeline.config import PipelineConfig, RewardConfig, TrainingConfig
+from simulator.pipeline.sim import TIMERS, StepCosts, simulate
+from simulator.rollout.sim import RolloutSimulator, build_acceptance
+from simulator.rollout.workload import RequestBatch, sample_requests
+from simulator.scenario import Scenario
+from simulator.training.cost import TrainingCostModel, TrainSetup, refit_time
+
+OUTPUT_KEYS = TIMERS + ("rollout_tokens_per_s", "tokens_per_s_per_gpu")
+
+
+@dataclass
+class PipelineResult:
+    """Per-step timers (NeMo-RL names, seconds) and throughput, their steady-state means, and the timeline."""
+
+    steps: pd.DataFrame
+    steady: dict
+    events: list[dict]
+    placement: dict
+    notes: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def summary(self) -> dict:
+        out = {k: float(self.steady[k]) for k in OUTPUT_KEYS}
+        out.update({k: float(self.steady[k]) for k in ("mean_acceptance_length", "generated_tokens",
+                                                        "samples") if k in self.steady})
+        out["steps"] = int(len(self.steps))
+        out["steady_state_steps"] = int(self.steady["n"])
+        out.update(self.placement)
+        return out
+
+    def trace(self) -> dict:
+        """Chrome/Perfetto trace: one process per GPU pool, one thread per stage kind."""
+        pools = sorted({e["pool"] for e in self.events})
+        ev = [{"name": "process_name", "ph": "M", "pid": i, "args": {"name": f"{p} GPUs"}} for i, p in enumerate(pools)]
+        for e in self.events:
+            ev.append({"name": e["name"], "ph": "X", "pid": pools.index(e["pool"]), "tid": 0, "ts": e["start"] * 1e6,
+                       "dur": (e["end"] - e["start"]) * 1e6, "args": {"rl_step": e["step"]}})
+        return {"traceEvents": ev, "displayTimeUnit": "ms"}
+
+
+def placement(scn: Scenario) -> tuple[int, int]:
+    """(generation GPUs, training GPUs)."""
+    p = scn.pipeline or PipelineConfig()
+    t = scn.training or TrainingConfig()
+    gpus = scn.cluster.gpus
+    if p.mode == "async" and p.colocated:
+        raise RlsimError("async RL needs separate generation and training GPUs (set pipeline.colocated: false)",
+                         "pipeline.colocated")
+    if p.colocated:
+        if t.gpus is not None and t.gpus != gpus:
+            raise RlsimError(f"colocated training uses every GPU of the cluster ({gpus})", "training.gpus")
+        return gpus, gpus
+    gen = p.generation_gpus if p.generation_gpus is not None else gpus // 2
+    if gen < 1 or gen >= gpus:
+        raise RlsimError(f"{gen} generation GPUs out of {gpus}: both pools need at least one GPU",
+                         "pipeline.generation_gpus")
+    train = t.gpus if t.gpus is not None else gpus - gen
+    if gen + train > gpus:
+        raise RlsimError(f"{gen} generation + {train} training GPUs exceed the cluster's {gpus}", "training.gpus")
+    return gen, train
+
+
+def _grow(batch: RequestBatch, factor: float, cap: int) -> RequestBatch:
+    if factor == 1.0:
+        return batch
+    raw = np.maximum(1, np.rint(batch.response_tokens * factor)).astype(np.int64)
+    resp = np.minimum(raw, cap)
+    return RequestBatch(prompt_id=batch.prompt_id, sample=batch.sample, prompt_tokens=batch.prompt_tokens,
+                        response_tokens=resp, truncated=batch.truncated | (raw >= cap))
+
+
+def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = None,
+                 rollout_mode: str = "fast") -> PipelineResult:
+    """Simulate `steps` RL steps of the scenario (default: pipeline.steps)."""
+    t0 = time.perf_counter()
+    p = scn.pipeline or PipelineConfig()
+    tr = scn.training or TrainingConfig()
+    rw = scn.reward or RewardConfig()
+    n_steps = steps if steps is not None else p.steps
+    if n_steps < 1:
+        raise RlsimError(f"must be >= 1 (got {n_steps})", "--steps")
+    seed = scn.seed if seed is None else seed
+    gen_gpus, train_gpus = placement(scn)
+    gen_scn = scn.model_copy(update={"cluster": scn.cluster.model_copy(update={"gpus": gen_gpus})})
+    gen_scn = gen_scn.with_base_dir(scn.base_dir)
+    sim = RolloutSimulator(gen_scn)
+    setup = TrainSetup(gpus=train_gpus, tp=tr.tensor_parallel_size, pp=tr.pipeline_parallel_size,
+                       cp=tr.context_parallel_size, ep=tr.expert_parallel_size, dtype=tr.dtype,
+                       micro_batch_tokens=tr.micro_batch_tokens, recompute=tr.activation_recompute,
+                       grad_sync_exposed=tr.grad_sync_exposed, framework_efficiency=tr.framework_efficiency,
+                       logprob_framework_efficiency=tr.logprob_framework_efficiency)
+    try:
+        train_model = TrainingCostModel(sim.hw, sim.model, setup)
+        logprob_model = TrainingCostModel(sim.hw, sim.model, TrainSetup(**{**setup.__dict__,
+                                          "micro_batch_tokens": tr.logprob_micro_batch_tokens}))
+    except RlsimError as e:
+        raise RlsimError(e.message, "training." + str(e.field).removeprefix("training.")) from None
+    draft_params = 0.0
+    if scn.speculative.method in ("eagle3", "mtp", "tree", "draft_model") and sim.cost.spec.draft_first is not None:
+        draft_params = float(sim.cost.spec.draft_first.model.total_params())
+    train_draft = tr.draft.enabled and draft_params > 0
+    rng = np.random.default_rng(seed)
+    costs, rows = [], []
+    carried: RequestBatch | None = None
+    notes: list[str] = []
+    for i in range(n_steps):
+        batch = sample_requests(scn.rollout, np.random.default_rng(rng.integers(2**63)), scn.base_dir)
+        batch = _grow(batch, (1.0 + p.response_growth_per_step) ** i, scn.rollout.max_response_tokens)
+        if carried is not None and carried.size:
+            batch = carried.concat(batch)
+        acc = build_acceptance(scn, rl_step=i)
+        res = sim.run(batch, mode=rollout_mode, seed=int(rng.integers(2**31)), acceptance=acc, rl_step=i)
+        carried = res.carried if res.carried.size else None
+        req = res.requests
+        done = req[req["finished"]] if "finished" in req else req
+        lens = (done["prompt_tokens"] + done["response_tokens"]).to_numpy(dtype=np.int64)
+        samples = int(len(lens))
+        total_tokens = int(lens.sum())
+        reward_s = rw.fixed_s + rw.s_per_sample * samples / rw.workers
+        opt_steps = max(1, math.ceil(samples / tr.global_batch_size))
+        lp = logprob_model.logprob_time(lens, passes=2 if tr.reference_logprobs else 1)
+        tt = train_model.train_time(lens, optimizer_steps=opt_steps)
+        train_s = tt.total_s
+        if train_draft:
+            frac = tr.draft.cost_fraction or draft_params / sim.model.active_params()
+            train_s *= 1.0 + frac
+        rf = refit_time(sim.hw, sim.model, p.colocated, setup, sim.par.tp, sim.par.ep, gen_gpus,
+                        dtype_bytes=2.0 if scn.engine.dtype == "bf16" else 1.0, overhead_s=p.refit_overhead_s,
+                        ipc_efficiency=p.refit_ipc_efficiency, network_efficiency=p.refit_network_efficiency,
+                        draft_params=draft_params if train_draft else 0.0)
+        refit_s = rf.total_s
+        if p.colocated and p.offload_optimizer:
+            refit_s += _offload_s(train_model)
+        costs.append(StepCosts(generation_s=res.rollout_s, reward_s=reward_s, logprob_s=lp.total_s, train_s=train_s,
+                               refit_s=refit_s, data_s=p.data_s, generated_tokens=res.generated_tokens,
+                               total_tokens=total_tokens, mean_acceptance_length=res.mean_acceptance_length))
+        rows.append({"samples": samples, "generated_tokens": res.generated_tokens,
+                     "mean_acceptance_length": res.mean_acceptance_length,
+                     "mean_response_tokens": float(done["response_tokens"].mean()) if samples else 0.0,
+                     "carried_sequences": res.carried.size, "preemptions": res.preemptions,
+                     "training_detail": {k: float(v) for k, v in tt.parts.items()}})
+        notes += [n for n in res.notes if n not in notes]
+    run = simulate(costs, p.mode, p.colocated, p.max_staleness, p.in_flight_weight_updates)
+    df = pd.DataFrame([{**{k: s[k] for k in TIMERS}, **r} for s, r in zip(run.steps, rows)])
+    df.insert(0, "step", range(n_steps))
+    all_gpus = scn.cluster.gpus
+    df["rollout_tokens_per_s"] = [c.generated_tokens / c.generation_s if c.generation_s else 0.0 for c in costs]
+    df["tokens_per_s_per_gpu"] = [c.total_tokens / t / all_gpus if t else 0.0
+                                  for c, t in zip(costs, df["total_step_time"])]
+    warm = p.warmup_steps if p.warmup_steps is not None else (p.max_staleness + 1 if p.mode == "async" else 0)
+    warm = min(warm, n_steps - 1)
+    steady_rows = df.iloc[warm:]
+    steady = {k: float(steady_rows[k].mean()) for k in OUTPUT_KEYS + ("mean_acceptance_length",
+                                                                      "generated_tokens", "samples")}
+    steady["n"] = len(steady_rows)
+    place = {"generation_gpus": gen_gpus, "training_gpus": train_gpus, "cluster_gpus": all_gpus,
+             "mode": p.mode, "colocated": p.colocated}
+    return PipelineResult(df, steady, run.events, place, notes, time.perf_counter() - t0)
+
+
+def _offload_s(tm: TrainingCostModel) -> float:
+    """Colocated: the optimizer state (fp32 master weights and two moments, 12 bytes per parameter, sharded over
+    data parallelism) leaves the GPU before generation and returns after it, over the host link."""
+    from simulator.costmodel.memory import weight_bytes_per_gpu
+    from simulator.costmodel.parallelism import Parallelism
+    s = tm.s
+    local = weight_bytes_per_gpu(tm.model, Parallelism(s.tp, s.ep, s.pp), 1.0) / max(s.dp, 1)
+    return 2 * 12.0 * local / tm.hw.host_bandwidth

@@ -1,0 +1,172 @@
+"""The RL pipeline as SimPy processes on GPU pools: generation and training, sync or async.
+
+Stage durations per RL step come in precomputed (`StepCosts`); this module only decides when each stage runs,
+who waits for whom, and records NeMo-RL's timers and a timeline.
+
+- sync, colocated: one pool alternates: data, weight refit (prepare_for_generation), generation, reward,
+  logprobs, training.
+- sync, not colocated: generation waits for the new weights; training waits for the rollouts; the generation pool
+  idles during training (refit bubble) and the training pool during generation (buffer starvation).
+- async (not colocated): generation of step j may start once weights of version >= j - max_staleness exist, so it
+  overlaps training of earlier steps; after each training step the weights are refit into the generation pool,
+  between rollouts, or in flight (pausing the running rollout) with `in_flight_weight_updates`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import simpy
+
+TIMERS = ("total_step_time", "generation", "exposed_generation", "policy_and_reference_logprobs",
+          "policy_training", "weight_sync", "idle/buffer_starvation", "idle/refit_bubble")
+
+
+@dataclass(frozen=True)
+class StepCosts:
+    """Seconds of each stage of one RL step, and its token counts."""
+
+    generation_s: float
+    reward_s: float
+    logprob_s: float
+    train_s: float
+    refit_s: float  # weight transfer into the generation engines (both pools busy)
+    data_s: float = 0.0
+    generated_tokens: int = 0
+    total_tokens: int = 0  # prompt + response tokens of the step's samples
+    mean_acceptance_length: float = 1.0
+
+
+@dataclass
+class PipelineRun:
+    steps: list[dict] = field(default_factory=list)  # per RL step: timers and markers
+    events: list[dict] = field(default_factory=list)  # timeline: pool, name, start, end, step
+
+
+def simulate(costs: list[StepCosts], mode: str, colocated: bool, max_staleness: int = 1,
+             in_flight: bool = False) -> PipelineRun:
+    """Run the RL steps through the pipeline and return per-step timers and the timeline."""
+    env = simpy.Environment()
+    run = PipelineRun()
+    n = len(costs)
+    rec = [dict.fromkeys(TIMERS, 0.0) for _ in range(n)]
+
+    def event(pool, name, start, end, step):
+        if end > start:
+            run.events.append({"pool": pool, "name": name, "start": start, "end": end, "step": step})
+
+    if mode == "sync" and colocated:
+        def one_pool():
+            for i, c in enumerate(costs):
+                t0 = env.now
+                for name, d, timer in (("data", c.data_s, None), ("weight_sync", c.refit_s, "weight_sync"),
+                                       ("generation", c.generation_s, "generation"), ("reward", c.reward_s, None),
+                                       ("logprobs", c.logprob_s, "policy_and_reference_logprobs"),
+                                       ("training", c.train_s, "policy_training")):
+                    s = env.now
+                    yield env.timeout(d)
+                    event("cluster", name, s, env.now, i)
+                    if timer:
+                        rec[i][timer] += d
+                rec[i]["exposed_generation"] = c.generation_s
+                rec[i]["total_step_time"] = env.now - t0
+                rec[i]["end"] = env.now
+        env.process(one_pool())
+        env.run()
+    else:
+        _two_pools(env, costs, rec, event, mode, max_staleness, in_flight)
+    for i, c in enumerate(costs):
+        rec[i]["generation"] = c.generation_s
+        rec[i]["step"] = i
+    run.steps = rec
+    return run
+
+
+def _two_pools(env, costs, rec, event, mode, max_staleness, in_flight):
+    n = len(costs)
+    stale = 0 if mode == "sync" else max_staleness
+    # the generation pool keeps producing for later steps (as a longer run would): no end-of-run artefact
+    gen_costs = costs + [costs[-1]] * stale
+    published = {"version": 0}
+    new_version = env.event()
+    rollouts = simpy.Store(env)
+    gen = {"running": None, "done": env.event(), "paused": False, "resume": env.event()}
+    current = {"step": 0}  # trainer step in progress, to attribute generation-pool idle time
+
+    def generator():
+        for j, c in enumerate(gen_costs):
+            need = max(0, j - stale)
+            while published["version"] < need or gen["paused"]:
+                s = env.now
+                yield new_version if published["version"] < need else gen["resume"]
+                if current["step"] < n:
+                    rec[current["step"]]["idle/refit_bubble"] += env.now - s
+                event("generation", "idle: waiting for weights", s, env.now, j)
+            s = env.now
+            remaining = c.generation_s
+            gen["running"] = j
+            while remaining > 1e-12:
+                t_start = env.now
+                try:
+                    yield env.timeout(remaining)
+                    remaining = 0.0
+                except simpy.Interrupt as intr:
+                    remaining -= env.now - t_start
+                    p = env.now
+                    yield env.timeout(intr.cause)  # in-flight weight update: the rollout pauses for the refit
+                    event("generation", "weight_sync (in flight)", p, env.now, j)
+            gen["running"] = None
+            done, gen["done"] = gen["done"], env.event()
+            done.succeed()
+            event("generation", f"generation step {j}", s, env.now, j)
+            yield rollouts.put(j)
+
+    gen_proc = env.process(generator())
+
+    def trainer():
+        nonlocal new_version
+        t_prev = 0.0
+        for i, c in enumerate(costs):
+            current["step"] = i
+            s = env.now
+            yield rollouts.get()
+            wait = env.now - s
+            rec[i]["idle/buffer_starvation"] += wait
+            rec[i]["exposed_generation"] += wait
+            event("training", "idle: waiting for rollouts", s, env.now, i)
+            for name, d, timer in (("data", c.data_s, None), ("reward", c.reward_s, None),
+                                   ("logprobs", c.logprob_s, "policy_and_reference_logprobs"),
+                                   ("training", c.train_s, "policy_training")):
+                s2 = env.now
+                yield env.timeout(d)
+                event("training", name, s2, env.now, i)
+                if timer:
+                    rec[i][timer] += d
+            s4 = env.now
+            if in_flight and gen["running"] is not None:
+                gen_proc.interrupt(c.refit_s)
+            elif gen["running"] is not None:
+                # prepare_for_refit: no new rollouts start; wait for the one in flight to finish
+                gen["paused"] = True
+                yield gen["done"]
+                rec[i]["exposed_generation"] += env.now - s4
+                event("training", "idle: waiting for generation to pause", s4, env.now, i)
+            else:
+                gen["paused"] = True
+            s5 = env.now
+            yield env.timeout(c.refit_s)
+            event("training", "weight_sync", s5, env.now, i)
+            event("generation", "weight_sync", s5, env.now, i)
+            rec[i]["weight_sync"] += c.refit_s
+            published["version"] = i + 1
+            if gen["paused"]:
+                gen["paused"] = False
+                r, gen["resume"] = gen["resume"], env.event()
+                r.succeed()
+            ev, new_version = new_version, env.event()
+            ev.succeed()
+            rec[i]["total_step_time"] = env.now - t_prev
+            rec[i]["end"] = env.now
+            t_prev = env.now
+
+    env.process(trainer())
+    env.run()

@@ -1,0 +1,191 @@
+"""Training-side costs of one GRPO step (seconds): policy/reference logprobs, policy training, weight refit.
+
+Forward passes reuse the calibrated step model (simulator.costmodel.step) on packed micro-batches under the
+training tensor/expert parallelism, with logits for every token. A backward pass costs `backward_ratio` forwards
+(dgrad + wgrad GEMMs: 2x) and attention's backward `attention_backward_ratio` forwards (FlashAttention-2's
+backward is about 2.5x its forward); activation recompute adds forwards; the distributed optimizer's gradient
+reduce-scatter and parameter all-gather run over the data-parallel group, partly hidden behind the backward pass;
+the Adam step is memory-bound. What the kernel model does not see (data loading, kernel gaps between layers,
+load imbalance of packed micro-batches, stragglers) is one `framework_efficiency` factor on the compute, stated
+and calibrated in the scenario.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.costmodel.collectives import collective_time
+from simulator.costmodel.memory import weight_bytes_per_gpu
+from simulator.costmodel.parallelism import Parallelism, check_parallelism
+from simulator.costmodel.step import StepCostModel
+from simulator.errors import RlsimError
+from simulator.hardware import HardwareProfile, load_hardware
+from simulator.model_config import ModelConfig, load_model
+
+# bytes per parameter the Adam step reads and writes with fp32 master weights and moments:
+# read fp32 param, fp32 grad, m, v (16 B); write fp32 param, m, v and the bf16 copy (14 B)
+ADAM_BYTES_PER_PARAM = 30.0
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """Training parallelism and knobs. gpus = tp * pp * cp * ep_dp... (dp derived)."""
+
+    gpus: int
+    tp: int = 1
+    pp: int = 1
+    cp: int = 1
+    ep: int = 1
+    dtype: str = "bf16"
+    micro_batch_tokens: int = 8192  # packed tokens per micro-batch per GPU (sequence packing)
+    recompute: str = "none"  # none | selective | full
+    backward_ratio: float = 2.0
+    attention_backward_ratio: float = 2.5
+    grad_sync_exposed: float = 0.2  # fraction of the gradient reduce-scatter + all-gather not hidden
+    framework_efficiency: float = 1.0  # multiplies compute time by 1/efficiency (calibrated, stated)
+    logprob_framework_efficiency: float = 1.0
+
+    @property
+    def dp(self) -> int:
+        return self.gpus // (self.tp * self.pp * self.cp)
+
+
+@dataclass(frozen=True)
+class TrainCost:
+    """Seconds by part; total_s is their sum."""
+
+    total_s: float
+    parts: dict = field(default_factory=dict)
+
+
+def check_setup(model: ModelConfig, s: TrainSetup, prefix: str = "training.") -> None:
+    if s.gpus < 1:
+        raise RlsimError(f"must be >= 1 (got {s.gpus})", prefix + "gpus")
+    per = s.tp * s.pp * s.cp
+    if s.gpus % per:
+        raise RlsimError(f"tp*pp*cp = {per} does not divide the {s.gpus} training GPUs", prefix + "gpus")
+    if s.ep > 1 and s.dp * s.cp % s.ep:
+        raise RlsimError(f"ep={s.ep} does not divide the data-parallel x context-parallel ranks "
+                         f"({s.dp * s.cp})", prefix + "ep")
+    if s.recompute not in ("none", "selective", "full"):
+        raise RlsimError(f"unknown recompute {s.recompute!r} (none, selective, full)", prefix + "recompute")
+    if not 0 < s.framework_efficiency <= 1 or not 0 < s.logprob_framework_efficiency <= 1:
+        raise RlsimError("must be in (0, 1]", prefix + "framework_efficiency")
+    check_parallelism(model, Parallelism(s.tp, s.ep, s.pp), prefix)
+
+
+def pack(seq_lens: np.ndarray, capacity: int) -> list[np.ndarray]:
+    """First-fit-decreasing packing of sequences into micro-batches of at most `capacity` tokens (longer
+    sequences get a micro-batch of their own)."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for L in sorted((int(x) for x in seq_lens), reverse=True):
+        for i, r in enumerate(room):
+            if L <= r:
+                bins[i].append(L)
+                room[i] -= L
+                break
+        else:
+            bins.append([L])
+            room.append(max(capacity - L, 0))
+    return [np.array(b, dtype=np.int64) for b in bins]
+
+
+class TrainingCostModel:
+    """Costs of the training-side stages for one model on one GPU type."""
+
+    def __init__(self, hardware: HardwareProfile | str, model: ModelConfig | str, setup: TrainSetup):
+        self.hw = load_hardware(hardware)
+        self.model = load_model(model)
+        check_setup(self.model, setup)
+        self.s = setup
+        # one pipeline stage's forward is the full model's forward / pp (layers split evenly)
+        self.fwd = StepCostModel(self.hw, self.model, tp=setup.tp, ep=1, pp=1, dtype=setup.dtype)
+
+    # ------------------------------------------------------------------ pieces
+    def _split(self, seq_lens: np.ndarray) -> list[np.ndarray]:
+        """Micro-batches of one data-parallel rank (sequences dealt round-robin, then packed)."""
+        s = self.s
+        lens = np.asarray(seq_lens, dtype=np.int64)
+        if s.cp > 1:
+            lens = np.ceil(lens / s.cp).astype(np.int64)
+        order = np.argsort(-lens, kind="stable")
+        mine = lens[order][:: max(s.dp, 1)]  # the most loaded rank: the longest sequence lands on it
+        return pack(mine, s.micro_batch_tokens)
+
+    def forward_time(self, mb: np.ndarray) -> tuple[float, dict]:
+        """One micro-batch's forward over every layer (s), with the attention share."""
+        r = self.fwd.step(mb, mb, logit_tokens=int(mb.sum()))
+        return r.time_s, r.breakdown
+
+    def logprob_time(self, seq_lens: np.ndarray, passes: int = 2) -> TrainCost:
+        """Policy and reference logprobs: `passes` forward passes over every sequence (no backward)."""
+        mbs = self._split(seq_lens)
+        fwd = sum(self.forward_time(mb)[0] for mb in mbs) / self.s.pp
+        bubble = fwd / max(len(mbs), 1) * (self.s.pp - 1) if self.s.pp > 1 else 0.0
+        t = passes * (fwd + bubble) / self.s.logprob_framework_efficiency
+        return TrainCost(t, {"forward": passes * fwd, "pipeline_bubble": passes * bubble})
+
+    def train_time(self, seq_lens: np.ndarray, optimizer_steps: int = 1) -> TrainCost:
+        """Forward + backward over every sequence, gradient sync and optimizer step(s)."""
+        s, m = self.s, self.model
+        mbs = self._split(seq_lens)
+        fwd = attn = 0.0
+        for mb in mbs:
+            t, bd = self.forward_time(mb)
+            fwd += t
+            attn += bd["attention"]
+        fwd /= s.pp
+        attn /= s.pp
+        bwd = s.backward_ratio * (fwd - attn) + s.attention_backward_ratio * attn
+        recompute = {"none": 0.0, "selective": attn, "full": fwd}[s.recompute]
+        compute = (fwd + bwd + recompute) / s.framework_efficiency
+        bubble = compute / max(len(mbs), 1) * (s.pp - 1) if s.pp > 1 else 0.0
+        # distributed optimizer: reduce-scatter bf16 gradients, all-gather bf16 parameters, over dp
+        local_params = weight_bytes_per_gpu(m, Parallelism(s.tp, s.ep, s.pp), 1.0)
+        grad = 0.0
+        if s.dp > 1:
+            grad = (collective_time(self.hw, "reduce_scatter", 2 * local_params, s.dp, s.gpus)
+                    + collective_time(self.hw, "all_gather", 2 * local_params, s.dp, s.gpus))
+        exposed = s.grad_sync_exposed * grad * optimizer_steps
+        adam = optimizer_steps * ADAM_BYTES_PER_PARAM * local_params / max(s.dp, 1) / (
+            self.hw.hbm_bandwidth * self.hw.efficiency.elementwise["mul"].eff)
+        total = compute + bubble + exposed + adam
+        return TrainCost(total, {"forward": fwd, "backward": bwd, "recompute": recompute,
+                                 "framework_overhead": compute - (fwd + bwd + recompute), "pipeline_bubble": bubble,
+                                 "grad_sync": exposed, "optimizer": adam})
+
+    def model_flops(self, seq_lens: np.ndarray) -> float:
+        """Model FLOPs of one training pass (6 x active params per token + causal attention), for MFU."""
+        m = self.model
+        lens = np.asarray(seq_lens, dtype=float)
+        a = m.attention
+        attn = 6.0 * m.layers * a.heads * (a.head_dim if a.kind == "gqa" else a.v_head_dim) * float(np.sum(lens ** 2))
+        return 6.0 * m.active_params() * float(lens.sum()) + attn
+
+
+def refit_time(hw: HardwareProfile, model: ModelConfig, colocated: bool, train: TrainSetup, gen_tp: int,
+               gen_ep: int, gen_gpus: int, dtype_bytes: float = 2.0, overhead_s: float = 0.0,
+               ipc_efficiency: float = 0.5, network_efficiency: float = 0.8,
+               draft_params: float = 0.0) -> TrainCost:
+    """Weight refit from training to generation (s).
+
+    Colocated: every GPU copies its generation shard from the training weights through CUDA IPC, at
+    `ipc_efficiency` of HBM bandwidth (read + write). Not colocated: the weights cross from the training pool to
+    the generation pool over the network: each generation GPU receives its shard, and the training pool sends
+    every shard (bounded by the smaller pool's aggregate link bandwidth). `overhead_s`: fixed cost of the refit
+    (engine wake-up, KV-cache re-allocation, bookkeeping), from the scenario.
+    """
+    params = model.total_params() + draft_params
+    shard = params * dtype_bytes / (gen_tp * max(gen_ep, 1))
+    if colocated:
+        t = 2 * shard / (hw.hbm_bandwidth * ipc_efficiency)
+        return TrainCost(t + overhead_s, {"copy": t, "overhead": overhead_s})
+    link = hw.scale_out if gen_gpus + train.gpus > hw.scale_up.domain_size else hw.scale_up
+    receivers = shard / (link.bandwidth * network_efficiency)
+    senders = params * dtype_bytes * gen_gpus / (gen_tp * max(gen_ep, 1)) / (
+        min(train.gpus, gen_gpus) * link.bandwidth * network_efficiency)
+    t = max(receivers, senders) + link.latency_s
+    return TrainCost(t + overhead_s, {"transfer": t, "overhead": overhead_s})
