@@ -65,15 +65,22 @@ def check_setup(model: ModelConfig, s: TrainSetup, prefix: str = "training.") ->
         raise RlsimError(f"must be >= 1 (got {s.gpus})", prefix + "gpus")
     per = s.tp * s.pp * s.cp
     if s.gpus % per:
-        raise RlsimError(f"tp*pp*cp = {per} does not divide the {s.gpus} training GPUs", prefix + "gpus")
+        name = "tensor_parallel_size" if s.gpus % s.tp else ("pipeline_parallel_size" if s.gpus % (s.tp * s.pp)
+                                                             else "context_parallel_size")
+        raise RlsimError(f"tp x pp x cp = {s.tp} x {s.pp} x {s.cp} does not divide the {s.gpus} training GPUs",
+                         prefix + name)
     if s.ep > 1 and s.dp * s.cp % s.ep:
         raise RlsimError(f"ep={s.ep} does not divide the data-parallel x context-parallel ranks "
-                         f"({s.dp * s.cp})", prefix + "ep")
+                         f"({s.dp * s.cp})", prefix + "expert_parallel_size")
     if s.recompute not in ("none", "selective", "full"):
-        raise RlsimError(f"unknown recompute {s.recompute!r} (none, selective, full)", prefix + "recompute")
+        raise RlsimError(f"unknown recompute {s.recompute!r} (none, selective, full)", prefix + "activation_recompute")
     if not 0 < s.framework_efficiency <= 1 or not 0 < s.logprob_framework_efficiency <= 1:
         raise RlsimError("must be in (0, 1]", prefix + "framework_efficiency")
-    check_parallelism(model, Parallelism(s.tp, s.ep, s.pp), prefix)
+    try:
+        check_parallelism(model, Parallelism(s.tp, s.ep, s.pp))
+    except RlsimError as e:
+        names = {"tp": "tensor_parallel_size", "ep": "expert_parallel_size", "pp": "pipeline_parallel_size"}
+        raise RlsimError(e.message, prefix + names.get(e.field, str(e.field))) from None
 
 
 def pack(seq_lens: np.ndarray, capacity: int) -> list[np.ndarray]:
