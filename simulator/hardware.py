@@ -109,6 +109,7 @@ class MoECurve(YamlModel):
     """
 
     reads_all_experts: bool
+    kernels: int = 7  # kernels of the block besides the router GEMM (launch count when not graph-captured)
     c_eff: float
     m_eff: float
     p: float
@@ -160,7 +161,8 @@ class Efficiency(YamlModel):
     elementwise: dict[str, ElementwiseCurve] = {}  # rms_norm, add, silu, mul, copy
     collectives: dict[str, dict[str, CollectiveCurve]] = {}  # link -> op -> curve
     graph_kernel_s: float = 1.0e-6  # per-kernel floor inside a CUDA graph
-    eager_launch_s: float = 4.0e-6  # per-kernel launch cost when not graph-captured
+    eager_launch_s: float = 4.0e-6  # CPU time to launch one kernel when not graph-captured
+    eager_gap_s: float = 0.0  # GPU idle per kernel between eagerly launched kernels
 
 
 class HardwareProfile(YamlModel):

@@ -108,6 +108,8 @@ class EngineConfig(YamlModel):
     block_size: int = Field(16, ge=1)
     cuda_graph_max_batch: int = Field(512, ge=0, description="largest captured CUDA graph (tokens per step)")
     attention_backend: str | None = None
+    verify_attention_backend: str | None = Field(None, description="kernel of speculative verify steps when the "
+                                                                  "engine routes them apart from decodes")
     moe_kernel: str = "fused"
     step_overhead_s: float = Field(0.0, ge=0, description="CPU scheduling/sampling seconds per iteration")
     routing: Literal["round_robin", "least_loaded"] = "round_robin"

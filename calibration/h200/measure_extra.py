@@ -16,6 +16,7 @@ Tables written to $OUT (microseconds per call):
   moe_extra.csv       impl, tokens, experts, topk, hidden, inter, us   MoE MLPs (routed, two implementations)
   steps.csv           model, moe_impl, batch, q_len, ctx, us   whole-model forward steps: the harness's decoder
                       layers, final RMSNorm and lm_head over every new token, one CUDA graph
+                      (EAGER=1: the same steps launched eagerly from Python, no CUDA graph)
 """
 import math
 import os
@@ -372,6 +373,24 @@ class MoELayer(M.Layer):
 
 
 KV_BUDGET = 48e9 if not SMALL else 1e7
+EAGER = os.environ.get("EAGER") == "1"  # steps without CUDA graphs: every kernel launched from Python
+
+
+def timed_eager(fn, warm=3, reps=10):
+    """Median microseconds of an eager (not graph-captured) call, by wall clock around a synchronize."""
+    for _ in range(warm):
+        fn()
+    if M.DEV == "cuda":
+        torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        if M.DEV == "cuda":
+            torch.cuda.synchronize()
+        ts.append((time.perf_counter() - t) * 1e6)
+    ts.sort()
+    return ts[len(ts) // 2]
 
 
 def steps(tab, which=None):
@@ -420,7 +439,7 @@ def steps(tab, which=None):
                     return F.linear(y, head)
 
                 try:
-                    us = M.timed(fwd, inner=1, reps=7)
+                    us = timed_eager(fwd) if EAGER else M.timed(fwd, inner=1, reps=7)
                 except Exception as e:  # noqa: BLE001
                     log("step fail", name, impl, b, ql, ctx, repr(e)[:200])
                     us = float("nan")

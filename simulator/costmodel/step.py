@@ -56,8 +56,11 @@ class StepCostModel:
 
     def __init__(self, hardware: HardwareProfile | str, model: ModelConfig | str, tp: int = 1, ep: int = 1,
                  pp: int = 1, dtype: str = "bf16", kv_dtype: str = "bf16", attention_backend: str | None = None,
-                 moe_kernel: str | None = None, exclude_ops: tuple[str, ...] = ()):
-        """exclude_ops: GEMMs to leave out by name (e.g. an EAGLE head's `fc` after its first draft step)."""
+                 moe_kernel: str | None = None, exclude_ops: tuple[str, ...] = (),
+                 verify_attention_backend: str | None = None):
+        """exclude_ops: GEMMs to leave out by name (e.g. an EAGLE head's `fc` after its first draft step).
+        verify_attention_backend: the kernel that sequences with 2..32 new tokens (speculative verify) run on,
+        when the engine routes them apart from single-token decodes (default: the same as decode)."""
         self.hw = load_hardware(hardware)
         self.model = load_model(model)
         self.par = Parallelism(tp, ep, pp)
@@ -78,6 +81,12 @@ class StepCostModel:
                              f"(has {', '.join(eff.attention) or 'none'})", "attention_backend")
         self.attn_curve = eff.attention[backend]
         self._attn = PreparedAttention(self.attn_curve)
+        self._attn_verify = None
+        if verify_attention_backend and verify_attention_backend != backend:
+            if verify_attention_backend not in eff.attention:
+                raise RlsimError(f"profile {self.hw.name} has no attention backend {verify_attention_backend!r} "
+                                 f"(has {', '.join(eff.attention)})", "verify_attention_backend")
+            self._attn_verify = PreparedAttention(eff.attention[verify_attention_backend])
         self.prefill_curve = eff.prefill
         self.moe_curve = None
         if self.model.is_moe:
@@ -155,16 +164,25 @@ class StepCostModel:
             sf = m.moe.shared_experts * (m.moe.shared_ffn or m.moe.expert_ffn) // tp
             self.ew_moe += [("silu", sf), ("mul", sf)]
         self.kernels_per_layer = 13 if a.kind == "gqa" else 16
-        self.kernels_per_moe_layer = 14 + (4 if (m.moe and m.moe.shared_experts) else 0)
+        # kernels of a routed MoE block besides the router GEMM (the profile's count for its implementation)
+        self.moe_kernels = 0 if self.moe_curve is None else self.moe_curve.kernels
+        # attention half (norm, qkv, 2 KV writes, attention, o, add, norm, add, router) + the MoE block
+        self.kernels_per_moe_layer = 10 + self.moe_kernels + (4 if (m.moe and m.moe.shared_experts) else 0)
 
     # ------------------------------------------------------------------ token-count-dependent part
-    def _token_part(self, tokens: int, logit_tokens: int) -> tuple[float, dict, int]:
+    def _token_part(self, tokens: int, logit_tokens: int) -> tuple[float, dict, int, float]:
+        """(time, breakdown, kernels, eager extra) of everything that depends only on the token counts.
+
+        The eager extra is what launching every kernel from the CPU adds: sum over kernels of
+        max(0, eager_launch_s - kernel time) (a kernel shorter than its launch leaves the GPU waiting)."""
         key = (tokens, logit_tokens)
         hit = self._tok_cache.get(key)
         if hit is not None:
             return hit
         m, par, hw = self.model, self.par, self.hw
+        L = hw.efficiency.eager_launch_s
         bd = dict.fromkeys(CLASSES, 0.0)
+        extra = 0.0
         t_local = math.ceil(tokens / par.ep)  # attention and dense parts are data-parallel over ep groups
         for g in self.gemms:
             rows = {"tokens": t_local, "logits": logit_tokens, "tokens_x_heads": t_local * self.hq}[g.rows]
@@ -173,41 +191,57 @@ class StepCostModel:
             t = float(gemm_time(self.gemm_curve, self.peak, self.bw, rows, g.n, g.k,
                                 self.w_bytes, 2.0, self._corr[g.name]))
             bd[g.cls] += g.count * t
+            extra += g.count * max(0.0, L - t)
         ew = self.hw.efficiency.elementwise
         layer_other = 0.0
+
+        def ew_ops(ops, count):
+            nonlocal layer_other, extra
+            for op, w in ops:
+                if w:
+                    t = float(elementwise_time(ew[op], self.bw, op, t_local, w))
+                    layer_other += count * t
+                    extra += count * max(0.0, L - t)
+
         if t_local > 0:
             if m.dense_layers:
-                layer_other += m.dense_layers * sum(elementwise_time(ew[op], self.bw, op, t_local, w)
-                                                    for op, w in self.ew_dense if w)
+                ew_ops(self.ew_dense, m.dense_layers)
             if m.moe_layers:
-                layer_other += m.moe_layers * sum(elementwise_time(ew[op], self.bw, op, t_local, w)
-                                                  for op, w in self.ew_moe if w)
+                ew_ops(self.ew_moe, m.moe_layers)
             # KV-cache write (K and V, or the MLA latent)
             n_writes = 1 if m.attention.kind == "mla" else 2
-            layer_other += m.layers * n_writes * elementwise_time(ew["copy"], self.bw, "copy", t_local,
-                                                                  self.kv_write_elems // n_writes)
+            ew_ops([("copy", self.kv_write_elems // n_writes)] * n_writes, m.layers)
         if logit_tokens > 0:
-            layer_other += elementwise_time(ew["rms_norm"], self.bw, "rms_norm", logit_tokens, m.hidden)
+            t = float(elementwise_time(ew["rms_norm"], self.bw, "rms_norm", logit_tokens, m.hidden))
+            layer_other += t
+            extra += max(0.0, L - t)
         bd["other"] += layer_other
         if m.moe_layers and tokens > 0:
             mo = m.moe
-            bd["moe"] += m.moe_layers * moe_time(self.moe_curve, self.peak, self.bw, tokens, m.hidden,
-                                                 mo.expert_ffn // par.tp, mo.experts, mo.top_k,
-                                                 mo.experts // par.ep, self.w_bytes)
-        # communication
+            t = moe_time(self.moe_curve, self.peak, self.bw, tokens, m.hidden, mo.expert_ffn // par.tp, mo.experts,
+                         mo.top_k, mo.experts // par.ep, self.w_bytes)
+            bd["moe"] += m.moe_layers * t
+            extra += m.moe_layers * max(0.0, self.moe_kernels * L - t)
+        # communication (one kernel per collective)
         span = par.gpus
         act = t_local * m.hidden * 2.0
+
+        def comm(op, size, group, count):
+            nonlocal extra
+            t = collective_time(hw, op, size, group, span)
+            bd["comm"] += count * t
+            extra += count * max(0.0, L - t)
+
         if par.tp > 1:
-            bd["comm"] += 2 * m.layers * collective_time(hw, "all_reduce", act, par.tp, span)
+            comm("all_reduce", act, par.tp, 2 * m.layers)
             if logit_tokens:
-                bd["comm"] += collective_time(hw, "all_gather", logit_tokens * self.vocab_local * par.tp * 2.0,
-                                              par.tp, span)
+                comm("all_gather", logit_tokens * self.vocab_local * par.tp * 2.0, par.tp, 1)
         if par.ep > 1 and m.moe_layers:
-            bd["comm"] += 2 * m.moe_layers * collective_time(hw, "all_to_all", act * m.moe.top_k, par.ep, span)
+            comm("all_to_all", act * m.moe.top_k, par.ep, 2 * m.moe_layers)
         if par.pp > 1:
-            bd["comm"] += (par.pp - 1) * collective_time(hw, "send_recv", act, 2, span)
+            comm("send_recv", act, 2, par.pp - 1)
         kernels = m.dense_layers * self.kernels_per_layer + m.moe_layers * self.kernels_per_moe_layer + 2
-        res = (sum(bd.values()), bd, kernels)
+        res = (sum(bd.values()), bd, kernels, extra)
         self._tok_cache[key] = res
         return res
 
@@ -240,16 +274,26 @@ class StepCostModel:
             qd, cd, qp, cp = q[dec], c[dec], q[~dec], c[~dec]
         if logit_tokens is None:
             logit_tokens = tokens if all_decode else int(qd.sum()) + int(qp.size)
-        _, bd_tok, kernels = self._token_part(tokens, int(logit_tokens))
+        _, bd_tok, kernels, _ = self._token_part(tokens, int(logit_tokens))
         bd = dict(bd_tok)
         m, ep = self.model, self.par.ep
         attn = 0.0
         if qd.size:
             if ep > 1:  # each expert-parallel group attends over its share of the sequences
                 qd, cd = qd[::ep], cd[::ep]
-            uniform_q = int(qd.min()) == int(qd.max())
-            attn += decode_attention_time(self._attn, self.peak_bf16, self.bw, cd, int(qd[0]) if uniform_q else qd,
-                                          self.hq, self.hkv, self.k_dim, self.v_dim, self.kv_bytes)
+            if self._attn_verify is not None and qmax > 1:
+                one = qd == 1
+                for sel, kern in ((one, self._attn), (~one, self._attn_verify)):
+                    if sel.any():
+                        qs, cs = qd[sel], cd[sel]
+                        attn += decode_attention_time(kern, self.peak_bf16, self.bw, cs,
+                                                      int(qs[0]) if int(qs.min()) == int(qs.max()) else qs,
+                                                      self.hq, self.hkv, self.k_dim, self.v_dim, self.kv_bytes)
+            else:
+                uniform_q = int(qd.min()) == int(qd.max())
+                attn += decode_attention_time(self._attn, self.peak_bf16, self.bw, cd,
+                                              int(qd[0]) if uniform_q else qd, self.hq, self.hkv, self.k_dim,
+                                              self.v_dim, self.kv_bytes)
             if qmax > 1:  # query packing and output reshape copies of verify steps
                 rows = float(qd[qd > 1].sum())
                 if rows:
@@ -265,11 +309,13 @@ class StepCostModel:
         bd["attention"] += m.layers * attn
         total = sum(bd.values())
         if not cuda_graph:
-            n_kernels = kernels + (2 * m.layers if qmax > 1 else 0)
-            launch = n_kernels * self.hw.efficiency.eager_launch_s
-            if launch > total:
-                bd["other"] += launch - total
-                total = launch
+            # launches are asynchronous: the CPU runs ahead of the GPU, so an eager step is bound by the CPU's
+            # launch rate or by the GPU, which also pays a gap per kernel that a CUDA graph would hide
+            eff = self.hw.efficiency
+            n = kernels + (2 * m.layers if qmax > 1 else 0)
+            eager = max(n * eff.eager_launch_s, total + n * eff.eager_gap_s)
+            bd["other"] += eager - total
+            total = eager
         return StepResult(total, bd, kernels)
 
     def step_time(self, new_tokens, context, logit_tokens: int | None = None, cuda_graph: bool = True) -> float:

@@ -17,6 +17,10 @@ from simulator.hardware import DTYPE_BYTES, Efficiency, HardwareProfile
 
 EW_OPS = ("rms_norm", "add", "silu", "mul", "copy")
 FUSED_MOE_KERNELS = 5  # routing/gather kernels of vLLM's fused_moe path besides the two expert GEMMs
+# kernels per MoE block besides the router GEMM before an eager fit replaces them: Python ops counted in
+# calibration/h200/measure_extra.py's MoE (an upper bound), and vLLM's fused_moe (topk_softmax,
+# moe_align_block_size, 2 fused GEMMs, silu_and_mul, moe_sum, scatter)
+MOE_KERNELS = {"padded_bmm": 33, "grouped": 25, "fused": 7}
 
 
 @dataclass
@@ -105,6 +109,7 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
             if rows.empty:
                 continue
             c = fit_moe(rows, reads_all, peak16, bw, g)
+            c.kernels = MOE_KERNELS[kernel]
             eff.moe[kernel] = c
             rep.add(f"moe {kernel}", predict_moe(c, rows, peak16, bw, g) / rows["us"].to_numpy() - 1, "in-sample")
             derived.append(f"moe.{kernel}: {c.fit_note}")
@@ -121,7 +126,7 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
         pb = eff.moe["padded_bmm"]
         kernel_s = eff.elementwise["copy"].overhead_s
         eff.moe["fused"] = pb.model_copy(update={
-            "reads_all_experts": False, "route_s": FUSED_MOE_KERNELS * kernel_s,
+            "reads_all_experts": False, "route_s": FUSED_MOE_KERNELS * kernel_s, "kernels": MOE_KERNELS["fused"],
             "fit_note": f"vLLM fused_moe (no measurement): only the experts the batch touches and the routed rows, at "
                         f"the expert-GEMM efficiencies fitted for padded_bmm; routing = {FUSED_MOE_KERNELS} small "
                         f"kernels (topk_softmax, moe_align_block_size, silu_and_mul, moe_sum, scatter) at the fitted "
@@ -131,7 +136,18 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
     if not gr.empty:
         eff.graph_kernel_s = fit_graph_floor(gr)
         derived.append("graph_kernel_s: slope of graph_overhead.csv")
-    if m.eager_launch_s:
+    eager = m.table("eager_steps")
+    if not eager.empty and eff.gemm and eff.attention:
+        (eff.eager_launch_s, eff.eager_gap_s), errs, counts = fit_eager_launch(
+            base.model_copy(update={"efficiency": eff}), eager)
+        for k, c in counts.items():
+            eff.moe[k].kernels = c
+            derived.append(f"moe.{k}.kernels: {c}, fitted to its eager whole-model steps")
+        rep.add("eager whole-model steps", errs, "in-sample")
+        derived.append(f"eager_launch_s, eager_gap_s: CPU launch time and GPU gap per kernel fitted to {len(eager)} "
+                       f"whole-model steps launched "
+                       f"eagerly ({', '.join(sorted(set(eager['source'])))})")
+    elif m.eager_launch_s:
         eff.eager_launch_s = float(np.median(m.eager_launch_s))
         derived.append("eager_launch_s: profiler traces' span per kernel (eager PyTorch, profiler on: an upper bound)")
     net = m.table("network")
@@ -172,3 +188,46 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
     if m.validation:
         rep.notes.append("validation-only tables, not fitted on: " + ", ".join(m.validation))
     return prof, rep
+
+
+def fit_eager_launch(prof: HardwareProfile, rows: pd.DataFrame) -> tuple[tuple[float, float], np.ndarray, dict]:
+    """Eager (no CUDA graph) steps take max(kernels x launch, GPU time + kernels x gap). Fit (launch, gap) on the
+    dense models' steps, then each MoE implementation's kernel count on its own steps (grid searches on the median
+    absolute log error). Returns ((launch s, gap s), relative errors, {moe kernel: count})."""
+    from simulator.costmodel.step import StepCostModel
+    impl = {"bmm": "padded_bmm", "grouped": "grouped"}
+    t = rows["us"].to_numpy(float) * 1e-6
+    graph, base_n, layers, kind = [], [], [], []
+    cache: dict = {}
+    for r in rows.itertuples():
+        key = (r.model, getattr(r, "moe_impl", "dense"))
+        if key not in cache:
+            cache[key] = StepCostModel(prof, r.model, moe_kernel=impl.get(key[1]))
+        sm = cache[key]
+        res = sm.step(np.full(r.batch, r.q_len), np.full(r.batch, r.ctx))
+        graph.append(res.time_s)
+        base_n.append(res.kernels - sm.model.moe_layers * sm.moe_kernels + (2 * sm.model.layers if r.q_len > 1 else 0))
+        layers.append(sm.model.moe_layers)
+        kind.append(impl.get(key[1], "dense"))
+    graph, base_n, layers, kind = np.array(graph), np.array(base_n, float), np.array(layers, float), np.array(kind)
+    dense = kind == "dense"
+
+    def err(n, L, g, sel):
+        return np.log(np.maximum(n[sel] * L, graph[sel] + n[sel] * g) / t[sel])
+
+    best = None
+    for L in np.geomspace(1e-6, 200e-6, 160):
+        for g in np.concatenate([[0.0], np.geomspace(0.1e-6, 20e-6, 60)]):
+            score = float(np.median(np.abs(err(base_n, L, g, dense))))
+            if best is None or score < best[0]:
+                best = (score, L, g)
+    _, L, g = best
+    counts = {}
+    n = base_n.copy()
+    for k in sorted(set(kind) - {"dense"}):
+        sel = kind == k
+        scores = {c: float(np.median(np.abs(err(base_n + layers * c, L, g, sel)))) for c in range(1, 81)}
+        counts[k] = min(scores, key=scores.get)
+        n[sel] = base_n[sel] + layers[sel] * counts[k]
+    e = np.log(np.maximum(n * L, graph + n * g) / t)
+    return (float(L), float(g)), np.exp(e) - 1, counts

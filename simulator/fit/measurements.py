@@ -41,6 +41,7 @@ class Measurements:
     graph: list[pd.DataFrame] = field(default_factory=list)
     network: list[pd.DataFrame] = field(default_factory=list)  # collective,group,bytes,us,source
     eager_launch_s: list[float] = field(default_factory=list)
+    eager_steps: list[pd.DataFrame] = field(default_factory=list)  # whole-model steps launched eagerly (fit)
     validation: list[str] = field(default_factory=list)
     device: dict = field(default_factory=dict)
     traces: list[dict] = field(default_factory=list)  # per-trace class summaries
@@ -111,6 +112,8 @@ def read_file(path: str | Path, m: Measurements, attention_backend: str = "packe
         df = _check_numeric(df, ["gpus", "bytes", "us"], p)
         m.network.append(pd.DataFrame({"collective": df["collective"], "group": df["gpus"], "bytes": df["bytes"],
                                        "us": df["us"], "source": src}))
+    elif STEP_COLS <= cols and "eager_fit" in name:
+        m.eager_steps.append(_check_numeric(df, ["batch", "q_len", "ctx", "us"], p).assign(source=src))
     elif STEP_COLS <= cols:
         m.validation.append(str(p))
     elif ATTN_COLS - {"ctx"} | {"ctx_list", "kind"} <= cols:

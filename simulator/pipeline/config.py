@@ -33,6 +33,14 @@ class PipelineConfig(YamlModel):
                                                                          "bandwidth of the NCCL broadcast")
     offload_optimizer: bool = Field(True, description="colocated: optimizer state leaves the GPU during generation")
     response_growth_per_step: float = Field(0.0, description="relative growth of response lengths per RL step")
+    distinct_rollouts: int = Field(3, ge=0, description="when nothing changes between steps (no length growth, no "
+                                                        "acceptance drift), simulate at most this many rollouts and "
+                                                        "reuse them in turn (0: simulate every step)")
+    async_window: int = Field(4, ge=2, description="async: batches simulated as one continuous generation stream "
+                                                   "to measure the steady-state time between completed steps")
+    async_engines: int = Field(16, ge=0, description="async: simulate the stream on at most this many of the "
+                                                     "identical data-parallel engines, with their share of the "
+                                                     "prompt groups (0: every engine)")
 
 
 class DraftTrainingConfig(YamlModel):

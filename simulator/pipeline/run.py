@@ -118,20 +118,29 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
         draft_params = float(sim.cost.spec.draft_first.model.total_params())
     train_draft = tr.draft.enabled and draft_params > 0
     rng = np.random.default_rng(seed)
+    static = p.response_growth_per_step == 0 and not _drifts(scn) and scn.rollout.partial is None
+    n_sim = min(n_steps, p.distinct_rollouts) if (static and p.distinct_rollouts) else n_steps
+    if p.mode == "async":
+        n_sim = max(n_sim, min(p.async_window, n_steps + 1))
+    batches = []
+    for i in range(max(n_sim, n_steps if not static else 0)):
+        b = sample_requests(scn.rollout, np.random.default_rng(rng.integers(2**63)), scn.base_dir)
+        batches.append(_grow(b, (1.0 + p.response_growth_per_step) ** i, scn.rollout.max_response_tokens))
+    if p.mode == "async":
+        per_step = _async_stream(sim, batches, scn, rollout_mode, int(rng.integers(2**31)), n_steps,
+                                 p.async_window, p.async_engines, gen_scn)
+    else:
+        per_step = _sync_rollouts(sim, batches[:n_sim] if static else batches[:n_steps], scn, rollout_mode, rng)
+        if static and len(per_step) < n_steps:
+            per_step = [per_step[i % len(per_step)] for i in range(n_steps)]
+            notes_pre = [f"{len(set(map(id, per_step)))} distinct rollouts reused over {n_steps} steps "
+                         "(nothing changes between steps; pipeline.distinct_rollouts)"]
     costs, rows = [], []
-    carried: RequestBatch | None = None
-    notes: list[str] = []
-    for i in range(n_steps):
-        batch = sample_requests(scn.rollout, np.random.default_rng(rng.integers(2**63)), scn.base_dir)
-        batch = _grow(batch, (1.0 + p.response_growth_per_step) ** i, scn.rollout.max_response_tokens)
-        if carried is not None and carried.size:
-            batch = carried.concat(batch)
-        acc = build_acceptance(scn, rl_step=i)
-        res = sim.run(batch, mode=rollout_mode, seed=int(rng.integers(2**31)), acceptance=acc, rl_step=i)
-        carried = res.carried if res.carried.size else None
-        req = res.requests
-        done = req[req["finished"]] if "finished" in req else req
+    notes: list[str] = list(locals().get("notes_pre", []))
+    for i, (gen_s, req, res_notes, mean_acc, carried_n, preempt) in enumerate(per_step):
+        done = req[req["finished"]]
         lens = (done["prompt_tokens"] + done["response_tokens"]).to_numpy(dtype=np.int64)
+        generated = int(req["generated_tokens"].sum())
         samples = int(len(lens))
         total_tokens = int(lens.sum())
         reward_s = rw.fixed_s + rw.s_per_sample * samples / rw.workers
@@ -149,15 +158,14 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
         refit_s = rf.total_s
         if p.colocated and p.offload_optimizer:
             refit_s += _offload_s(train_model)
-        costs.append(StepCosts(generation_s=res.rollout_s, reward_s=reward_s, logprob_s=lp.total_s, train_s=train_s,
-                               refit_s=refit_s, data_s=p.data_s, generated_tokens=res.generated_tokens,
-                               total_tokens=total_tokens, mean_acceptance_length=res.mean_acceptance_length))
-        rows.append({"samples": samples, "generated_tokens": res.generated_tokens,
-                     "mean_acceptance_length": res.mean_acceptance_length,
+        costs.append(StepCosts(generation_s=gen_s, reward_s=reward_s, logprob_s=lp.total_s, train_s=train_s,
+                               refit_s=refit_s, data_s=p.data_s, generated_tokens=generated,
+                               total_tokens=total_tokens, mean_acceptance_length=mean_acc))
+        rows.append({"samples": samples, "generated_tokens": generated, "mean_acceptance_length": mean_acc,
                      "mean_response_tokens": float(done["response_tokens"].mean()) if samples else 0.0,
-                     "carried_sequences": res.carried.size, "preemptions": res.preemptions,
+                     "carried_sequences": carried_n, "preemptions": preempt,
                      "training_detail": {k: float(v) for k, v in tt.parts.items()}})
-        notes += [n for n in res.notes if n not in notes]
+        notes += [n for n in res_notes if n not in notes]
     run = simulate(costs, p.mode, p.colocated, p.max_staleness, p.in_flight_weight_updates)
     df = pd.DataFrame([{**{k: s[k] for k in TIMERS}, **r} for s, r in zip(run.steps, rows)])
     df.insert(0, "step", range(n_steps))
@@ -176,11 +184,82 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
     return PipelineResult(df, steady, run.events, place, notes, time.perf_counter() - t0)
 
 
+def _sync_rollouts(sim, batches, scn, mode, rng):
+    """One rollout per RL step; unfinished partial rollouts carry over to the next step."""
+    out, carried = [], None
+    for i, batch in enumerate(batches):
+        if carried is not None and carried.size:
+            batch = carried.concat(batch)
+        res = sim.run(batch, mode=mode, seed=int(rng.integers(2**31)), acceptance=build_acceptance(scn, rl_step=i),
+                      rl_step=i)
+        carried = res.carried if res.carried.size else None
+        out.append((res.rollout_s, res.requests, res.notes, res.mean_acceptance_length, res.carried.size,
+                    res.preemptions))
+    return out
+
+
+def _drifts(scn) -> bool:
+    """Whether the acceptance changes between RL steps (a drifting profile)."""
+    if scn.speculative.method == "none":
+        return False
+    a0, a1 = build_acceptance(scn, rl_step=0), build_acceptance(scn, rl_step=1)
+    return a0 is not None and a1 is not None and abs(a0.tau(3) - a1.tau(3)) > 1e-12
+
+
+def _async_stream(sim, batches, scn, mode, seed, n_steps, window, max_engines=0, gen_scn=None):
+    """Asynchronous GRPO generates continuously (NeMo-RL's trajectory collector feeds a replay buffer), so the
+    stragglers of one step overlap the generation of the next. The groups of `window` steps are simulated as one
+    stream, queued in step order; a step's batch is ready when its last group completes. The first step gets
+    the time until its batch is ready; later steps the steady-state time between completed batches (the mean
+    gap inside the window), scaled by each step's generated tokens. The pipeline then adds staleness gating and
+    weight-update pauses. The data-parallel engines are identical replicas: the stream runs on at most
+    `max_engines` of them with their share of each step's prompt groups (whole groups)."""
+    P = scn.rollout.prompts
+    W = min(window, len(batches))
+    E = sim.num_engines
+    if max_engines and E > max_engines:
+        frac = max_engines / E
+        sub = gen_scn.model_copy(update={"cluster": gen_scn.cluster.model_copy(
+            update={"gpus": max_engines * gen_scn.gpus_per_engine}),
+            "engine": gen_scn.engine.model_copy(update={"data_parallel_size": None})}).with_base_dir(gen_scn.base_dir)
+        sim = RolloutSimulator(sub)
+        keep = max(1, int(round(P * frac)))
+    else:
+        keep = P
+    stream = None
+    for j, b in enumerate(batches[:W]):
+        m = b.prompt_id < keep
+        part = RequestBatch(prompt_id=b.prompt_id[m] + j * P, sample=b.sample[m], prompt_tokens=b.prompt_tokens[m],
+                            response_tokens=b.response_tokens[m], truncated=b.truncated[m])
+        stream = part if stream is None else stream.concat(part)
+    res = sim.run(stream, mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0), rl_step=0)
+    req = res.requests
+    step_of = req["prompt_id"].to_numpy() // P
+    ready = [float(req.loc[step_of == j, "finish_s"].max()) for j in range(W)]
+    tokens = [float(b.response_tokens[b.prompt_id < keep].sum()) for b in batches[:W]]
+    gap = (ready[-1] - ready[0]) / (W - 1) if W > 1 else ready[0]
+    ref = float(np.mean(tokens[1:])) if W > 1 else tokens[0]
+    out = []
+    for j in range(n_steps):
+        b = batches[j % len(batches)] if j >= len(batches) else batches[j]
+        r = _frame_of(b) if (j >= W or keep < P) else req[step_of == j]
+        g = ready[0] if j == 0 else gap * float(b.response_tokens[b.prompt_id < keep].sum()) / ref
+        out.append((g, r, res.notes, res.mean_acceptance_length, 0, res.preemptions if j == 0 else 0))
+    return out
+
+
+def _frame_of(b: RequestBatch) -> pd.DataFrame:
+    """A finished-requests table for a batch outside the simulated window (its lengths are what training needs)."""
+    df = b.to_frame()
+    df["generated_tokens"] = df["response_tokens"]
+    df["finished"] = True
+    return df
+
+
 def _offload_s(tm: TrainingCostModel) -> float:
     """Colocated: the optimizer state (fp32 master weights and two moments, 12 bytes per parameter, sharded over
     data parallelism) leaves the GPU before generation and returns after it, over the host link."""
-    from simulator.costmodel.memory import weight_bytes_per_gpu
-    from simulator.costmodel.parallelism import Parallelism
+    from simulator.training.cost import train_params_per_gpu
     s = tm.s
-    local = weight_bytes_per_gpu(tm.model, Parallelism(s.tp, s.ep, s.pp), 1.0) / max(s.dp, 1)
+    local = train_params_per_gpu(tm.model, s) / max(s.dp, 1)
     return 2 * 12.0 * local / tm.hw.host_bandwidth

@@ -89,7 +89,7 @@ def _two_pools(env, costs, rec, event, mode, max_staleness, in_flight):
     published = {"version": 0}
     new_version = env.event()
     rollouts = simpy.Store(env)
-    gen = {"running": None, "done": env.event(), "paused": False, "resume": env.event()}
+    gen = {"running": None, "done": env.event(), "paused": False, "resume": env.event(), "refits": []}
     current = {"step": 0}  # trainer step in progress, to attribute generation-pool idle time
 
     def generator():
@@ -98,8 +98,10 @@ def _two_pools(env, costs, rec, event, mode, max_staleness, in_flight):
             while published["version"] < need or gen["paused"]:
                 s = env.now
                 yield new_version if published["version"] < need else gen["resume"]
+                # the weight transfer itself is weight_sync, not idle
+                busy = sum(max(0.0, min(b, env.now) - max(a, s)) for a, b in gen["refits"])
                 if current["step"] < n:
-                    rec[current["step"]]["idle/refit_bubble"] += env.now - s
+                    rec[current["step"]]["idle/refit_bubble"] += env.now - s - busy
                 event("generation", "idle: waiting for weights", s, env.now, j)
             s = env.now
             remaining = c.generation_s
@@ -154,6 +156,7 @@ def _two_pools(env, costs, rec, event, mode, max_staleness, in_flight):
                 gen["paused"] = True
             s5 = env.now
             yield env.timeout(c.refit_s)
+            gen["refits"] = gen["refits"][-4:] + [(s5, env.now)]
             event("training", "weight_sync", s5, env.now, i)
             event("generation", "weight_sync", s5, env.now, i)
             rec[i]["weight_sync"] += c.refit_s

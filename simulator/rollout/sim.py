@@ -99,7 +99,8 @@ class RolloutSimulator:
             kv_dtype = "bf16" if e.kv_cache_dtype == "auto" else e.kv_cache_dtype  # vLLM: auto = bf16 here
             target = StepCostModel(hw, model, tp=par.tp, ep=par.ep, pp=par.pp, dtype=e.dtype, kv_dtype=kv_dtype,
                                    attention_backend=e.attention_backend,
-                                   moe_kernel=e.moe_kernel if model.is_moe else None)
+                                   moe_kernel=e.moe_kernel if model.is_moe else None,
+                                   verify_attention_backend=e.verify_attention_backend)
         except RlsimError as err:
             raise _remap(err) from None
         self.hw, self.model, self.par = hw, model, par

@@ -128,8 +128,11 @@ class SpecDecodeCost:
         a = np.maximum(1, np.rint(np.broadcast_to(1.0 if accepted is None else accepted, cached.shape))
                        ).astype(np.int64)
         t = self.draft_first.step_time(a, cached + a)
-        for j in range(1, k):
-            t += self.draft_next.step_time(np.ones(n, dtype=np.int64), cached + a + j)
+        if k > 1:
+            # the k-1 single-token steps differ by one token of context each: cost them at their mean context
+            # (the cost is linear in context to first order)
+            mid = cached + a + np.int64(k // 2)
+            t += (k - 1) * self.draft_next.step_time(np.ones(n, dtype=np.int64), mid)
         return t
 
     def verify_time(self, cached: np.ndarray, k: int | np.ndarray) -> float:

@@ -69,18 +69,42 @@ def check_setup(model: ModelConfig, s: TrainSetup, prefix: str = "training.") ->
                                                              else "context_parallel_size")
         raise RlsimError(f"tp x pp x cp = {s.tp} x {s.pp} x {s.cp} does not divide the {s.gpus} training GPUs",
                          prefix + name)
-    if s.ep > 1 and s.dp * s.cp % s.ep:
-        raise RlsimError(f"ep={s.ep} does not divide the data-parallel x context-parallel ranks "
-                         f"({s.dp * s.cp})", prefix + "expert_parallel_size")
+    if s.ep > 1 and (s.tp * s.cp * s.dp) % s.ep:
+        # Megatron's MoE parallel folding: expert parallelism spans the tensor x context x data-parallel ranks
+        raise RlsimError(f"ep={s.ep} does not divide the tensor x context x data-parallel ranks "
+                         f"({s.tp * s.cp * s.dp})", prefix + "expert_parallel_size")
     if s.recompute not in ("none", "selective", "full"):
         raise RlsimError(f"unknown recompute {s.recompute!r} (none, selective, full)", prefix + "activation_recompute")
     if not 0 < s.framework_efficiency <= 1 or not 0 < s.logprob_framework_efficiency <= 1:
         raise RlsimError("must be in (0, 1]", prefix + "framework_efficiency")
     try:
-        check_parallelism(model, Parallelism(s.tp, s.ep, s.pp))
+        check_parallelism(model, Parallelism(s.tp, 1, s.pp))
+        if s.ep > 1 and (not model.is_moe or model.moe.experts % s.ep):
+            check_parallelism(model, Parallelism(1, s.ep, 1))
     except RlsimError as e:
         names = {"tp": "tensor_parallel_size", "ep": "expert_parallel_size", "pp": "pipeline_parallel_size"}
         raise RlsimError(e.message, prefix + names.get(e.field, str(e.field))) from None
+
+
+def train_params_per_gpu(model: ModelConfig, s: TrainSetup) -> float:
+    """Parameters on one training GPU: non-expert weights over tp x pp, routed experts over ep x pp (Megatron's
+    parallel folding, expert tensor parallelism 1), embeddings over tp."""
+    frac = math.ceil(model.layers / s.pp) / model.layers
+    experts = model.moe_layers * model.moe.experts * model.expert_params() if model.is_moe else 0
+    rest = model.total_params() - experts - model.embedding_params()
+    return (rest / s.tp + experts / s.ep) * frac + model.embedding_params() / s.tp
+
+
+def check_memory(hw: HardwareProfile, model: ModelConfig, s: TrainSetup, prefix: str = "training.") -> None:
+    """Weights and gradients (bf16) of a GPU's shard plus its share of the distributed optimizer's state (fp32
+    master weights and two moments: 12 bytes per parameter over the data-parallel ranks) must fit in memory,
+    leaving 10% for activations (activation memory depends on recompute and is not modelled further)."""
+    local = train_params_per_gpu(model, s)
+    need = local * 4.0 + 12.0 * local / max(s.dp, 1)
+    if need > 0.9 * hw.hbm_bytes:
+        raise RlsimError(f"the model does not fit for training: {need / 2**30:.0f} GiB per GPU of weights, gradients "
+                         f"and optimizer state > {0.9 * hw.hbm_bytes / 2**30:.0f} GiB (90% of HBM); raise tensor, "
+                         f"pipeline or expert parallelism, or add GPUs", prefix + "gpus")
 
 
 def pack(seq_lens: np.ndarray, capacity: int) -> list[np.ndarray]:
@@ -108,8 +132,12 @@ class TrainingCostModel:
         self.model = load_model(model)
         check_setup(self.model, setup)
         self.s = setup
-        # one pipeline stage's forward is the full model's forward / pp (layers split evenly)
-        self.fwd = StepCostModel(self.hw, self.model, tp=setup.tp, ep=1, pp=1, dtype=setup.dtype)
+        # one pipeline stage's forward is the full model's forward / pp (layers split evenly); routed experts run
+        # as grouped GEMMs over the rows routed to them (Megatron's grouped GEMM: the fused-MoE curve), their
+        # expert-parallel all-to-alls are added per micro-batch
+        self.fwd = StepCostModel(self.hw, self.model, tp=setup.tp, ep=1, pp=1, dtype=setup.dtype,
+                                 moe_kernel="fused" if self.model.is_moe else None)
+        check_memory(self.hw, self.model, setup)
 
     # ------------------------------------------------------------------ pieces
     def _split(self, seq_lens: np.ndarray) -> list[np.ndarray]:
@@ -123,9 +151,15 @@ class TrainingCostModel:
         return pack(mine, s.micro_batch_tokens)
 
     def forward_time(self, mb: np.ndarray) -> tuple[float, dict]:
-        """One micro-batch's forward over every layer (s), with the attention share."""
+        """One micro-batch's forward over every layer (s), with the attention share (and expert-parallel
+        dispatch + combine all-to-alls for MoE models)."""
         r = self.fwd.step(mb, mb, logit_tokens=int(mb.sum()))
-        return r.time_s, r.breakdown
+        t = r.time_s
+        m, s = self.model, self.s
+        if m.is_moe and s.ep > 1:
+            size = float(mb.sum()) * m.moe.top_k * m.hidden * 2.0
+            t += 2 * m.moe_layers * collective_time(self.hw, "all_to_all", size, s.ep, s.gpus)
+        return t, r.breakdown
 
     def logprob_time(self, seq_lens: np.ndarray, passes: int = 2) -> TrainCost:
         """Policy and reference logprobs: `passes` forward passes over every sequence (no backward)."""
@@ -151,7 +185,7 @@ class TrainingCostModel:
         compute = (fwd + bwd + recompute) / s.framework_efficiency
         bubble = compute / max(len(mbs), 1) * (s.pp - 1) if s.pp > 1 else 0.0
         # distributed optimizer: reduce-scatter bf16 gradients, all-gather bf16 parameters, over dp
-        local_params = weight_bytes_per_gpu(m, Parallelism(s.tp, s.ep, s.pp), 1.0)
+        local_params = train_params_per_gpu(m, s)
         grad = 0.0
         if s.dp > 1:
             grad = (collective_time(self.hw, "reduce_scatter", 2 * local_params, s.dp, s.gpus)

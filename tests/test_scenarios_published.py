@@ -1,0 +1,48 @@
+"""The shipped scenarios: they load, name their sources, and build_published.py reproduces them."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from simulator.scenario import load_scenario
+
+SCEN = ROOT / "workloads" / "scenarios"
+FILES = sorted(p.name for p in SCEN.glob("*.yaml"))
+CORE = ["cluster.gpus", "cluster.hardware", "engine.tensor_parallel_size", "engine.gpu_memory_utilization",
+        "rollout.prompts", "rollout.samples_per_prompt", "rollout.max_response_tokens", "rollout.response_tokens.median",
+        "training.tensor_parallel_size", "training.framework_efficiency", "pipeline.refit_overhead_s"]
+
+
+def test_every_required_scenario_is_shipped():
+    names = set(FILES)
+    assert {"default.yaml", "qwen3-8b-rl-think-gb200x32.yaml", "qwen3-8b-rl-zero-gb200x32.yaml"} <= names
+    assert sum(n.startswith("nemo-rl-") for n in names) == 17
+    for gpus in (512, 2048):
+        for mode in ("sync", "async"):
+            for spec in ("ar", "eagle3"):
+                assert f"qwen3-235b-a22b-gb200x{gpus}-{mode}-{spec}.yaml" in names
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_scenario_loads_and_sources_its_numbers(name):
+    sc = load_scenario(SCEN / name)
+    assert sc.sources, name
+    if name != "default.yaml":
+        for key in CORE:
+            assert key in sc.sources, (name, key)
+
+
+def test_build_published_reproduces_the_committed_scenarios(tmp_path):
+    before = {n: (SCEN / n).read_text() for n in FILES if n != "default.yaml"}
+    proc = subprocess.run([sys.executable, str(SCEN / "build_published.py")], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    after = {n: (SCEN / n).read_text() for n in before}
+    changed = [n for n in before if before[n] != after[n]]
+    for n in changed:  # restore, then fail
+        (SCEN / n).write_text(before[n])
+    assert not changed
