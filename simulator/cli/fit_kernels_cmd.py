@@ -55,7 +55,10 @@ def run(args) -> int:
     from simulator.fit.kernels import fit_profile
     from simulator.fit.measurements import Measurements, read_file
     base = _load_base(args.base)
-    like = _load_base(args.like) if args.like else None
+    like = None
+    if args.like:  # a calibrated profile: a YAML path or a catalogue name (not a base datasheet profile)
+        from simulator.hardware import load_hardware
+        like = load_hardware(args.like, field="--like")
     files = _expand(args.files)
     if not files and like is None:
         raise RlsimError("no measurement files and no --like profile: nothing to fit", "FILE")

@@ -36,11 +36,7 @@ class PipelineConfig(YamlModel):
     distinct_rollouts: int = Field(3, ge=0, description="when nothing changes between steps (no length growth, no "
                                                         "acceptance drift), simulate at most this many rollouts and "
                                                         "reuse them in turn (0: simulate every step)")
-    async_window: int = Field(4, ge=2, description="async: batches simulated as one continuous generation stream "
-                                                   "to measure the steady-state time between completed steps")
-    async_engines: int = Field(16, ge=0, description="async: simulate the stream on at most this many of the "
-                                                     "identical data-parallel engines, with their share of the "
-                                                     "prompt groups (0: every engine)")
+
 
 
 class DraftTrainingConfig(YamlModel):

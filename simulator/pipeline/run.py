@@ -120,24 +120,24 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
     rng = np.random.default_rng(seed)
     static = p.response_growth_per_step == 0 and not _drifts(scn) and scn.rollout.partial is None
     n_sim = min(n_steps, p.distinct_rollouts) if (static and p.distinct_rollouts) else n_steps
-    if p.mode == "async":
-        n_sim = max(n_sim, min(p.async_window, n_steps + 1))
     batches = []
     for i in range(max(n_sim, n_steps if not static else 0)):
         b = sample_requests(scn.rollout, np.random.default_rng(rng.integers(2**63)), scn.base_dir)
         batches.append(_grow(b, (1.0 + p.response_growth_per_step) ** i, scn.rollout.max_response_tokens))
+    # one rollout per RL step (batch-synchronous): its duration is the step's generation latency
+    per_step = _sync_rollouts(sim, batches[:n_sim] if static else batches[:n_steps], scn, rollout_mode, rng)
+    busy_scale = None
     if p.mode == "async":
-        per_step = _async_stream(sim, batches, scn, rollout_mode, int(rng.integers(2**31)), n_steps,
-                                 p.async_window, p.async_engines, gen_scn)
-    else:
-        per_step = _sync_rollouts(sim, batches[:n_sim] if static else batches[:n_steps], scn, rollout_mode, rng)
-        if static and len(per_step) < n_steps:
-            per_step = [per_step[i % len(per_step)] for i in range(n_steps)]
-            notes_pre = [f"{len(set(map(id, per_step)))} distinct rollouts reused over {n_steps} steps "
-                         "(nothing changes between steps; pipeline.distinct_rollouts)"]
+        busy_scale = _async_throughput(sim, gen_scn, batches[:max(n_sim, 1)], rollout_mode,
+                                       int(rng.integers(2**31)), max(p.max_staleness, 1), per_step)
+    notes_pre = []
+    if static and len(per_step) < n_steps:
+        per_step = [per_step[i % len(per_step)] for i in range(n_steps)]
+        notes_pre = [f"{n_sim} distinct rollouts reused over {n_steps} steps (nothing changes between steps; "
+                     "pipeline.distinct_rollouts)"]
     costs, rows = [], []
-    notes: list[str] = list(locals().get("notes_pre", []))
-    for i, (gen_s, req, res_notes, mean_acc, carried_n, preempt) in enumerate(per_step):
+    notes: list[str] = list(notes_pre)
+    for i, (gen_s, req, res_notes, mean_acc, carried_n, preempt, tail_s) in enumerate(per_step):
         done = req[req["finished"]]
         lens = (done["prompt_tokens"] + done["response_tokens"]).to_numpy(dtype=np.int64)
         generated = int(req["generated_tokens"].sum())
@@ -160,7 +160,8 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
             refit_s += _offload_s(train_model)
         costs.append(StepCosts(generation_s=gen_s, reward_s=reward_s, logprob_s=lp.total_s, train_s=train_s,
                                refit_s=refit_s, data_s=p.data_s, generated_tokens=generated,
-                               total_tokens=total_tokens, mean_acceptance_length=mean_acc))
+                               total_tokens=total_tokens, mean_acceptance_length=mean_acc,
+                               generation_busy_s=(gen_s * busy_scale) if busy_scale is not None else None))
         rows.append({"samples": samples, "generated_tokens": generated, "mean_acceptance_length": mean_acc,
                      "mean_response_tokens": float(done["response_tokens"].mean()) if samples else 0.0,
                      "carried_sequences": carried_n, "preemptions": preempt,
@@ -194,7 +195,7 @@ def _sync_rollouts(sim, batches, scn, mode, rng):
                       rl_step=i)
         carried = res.carried if res.carried.size else None
         out.append((res.rollout_s, res.requests, res.notes, res.mean_acceptance_length, res.carried.size,
-                    res.preemptions))
+                    res.preemptions, res.tail_s))
     return out
 
 
@@ -206,54 +207,45 @@ def _drifts(scn) -> bool:
     return a0 is not None and a1 is not None and abs(a0.tau(3) - a1.tau(3)) > 1e-12
 
 
-def _async_stream(sim, batches, scn, mode, seed, n_steps, window, max_engines=0, gen_scn=None):
-    """Asynchronous GRPO generates continuously (NeMo-RL's trajectory collector feeds a replay buffer), so the
-    stragglers of one step overlap the generation of the next. The groups of `window` steps are simulated as one
-    stream, queued in step order; a step's batch is ready when its last group completes. The first step gets
-    the time until its batch is ready; later steps the steady-state time between completed batches (the mean
-    gap inside the window), scaled by each step's generated tokens. The pipeline then adds staleness gating and
-    weight-update pauses. The data-parallel engines are identical replicas: the stream runs on at most
-    `max_engines` of them with their share of each step's prompt groups (whole groups)."""
-    P = scn.rollout.prompts
-    W = min(window, len(batches))
+ASYNC_ENGINES = 8  # engines simulated in the async throughput stream (identical data-parallel replicas)
+
+
+def _async_throughput(sim, gen_scn, batches, mode, seed, age, per_step) -> float:
+    """Async GRPO generates continuously: NeMo-RL's trajectory collector keeps up to num_prompts_per_step x
+    max_trajectory_age prompt groups in flight and starts new ones as old ones finish, so the generation pool's
+    time per step is throughput-bound while each step's latency still includes its stragglers. Simulate
+    age + 1 batches as one stream with that many groups in flight (on at most ASYNC_ENGINES of the identical
+    engines, with their share of the groups) and return the pool's busy time per step as a fraction of the
+    batch-synchronous rollout time."""
+    scn = gen_scn
+    P, G = scn.rollout.prompts, scn.rollout.samples_per_prompt
     E = sim.num_engines
-    if max_engines and E > max_engines:
-        frac = max_engines / E
-        sub = gen_scn.model_copy(update={"cluster": gen_scn.cluster.model_copy(
-            update={"gpus": max_engines * gen_scn.gpus_per_engine}),
-            "engine": gen_scn.engine.model_copy(update={"data_parallel_size": None})}).with_base_dir(gen_scn.base_dir)
-        sim = RolloutSimulator(sub)
-        keep = max(1, int(round(P * frac)))
-    else:
-        keep = P
-    stream = None
-    for j, b in enumerate(batches[:W]):
+    n_eng = min(E, ASYNC_ENGINES)
+    keep = max(1, int(round(P * n_eng / E)))
+    W = age + 1
+    cap = max(1, math.ceil(keep * G * age / n_eng))
+    sub = scn.model_copy(update={
+        "cluster": scn.cluster.model_copy(update={"gpus": n_eng * scn.gpus_per_engine}),
+        "engine": scn.engine.model_copy(update={"data_parallel_size": None,
+                                                "max_num_seqs": min(cap, sim.max_num_seqs)})})
+    ssim = RolloutSimulator(sub.with_base_dir(scn.base_dir))
+    parts = []
+    for j in range(W):
+        b = batches[j % len(batches)]
         m = b.prompt_id < keep
-        part = RequestBatch(prompt_id=b.prompt_id[m] + j * P, sample=b.sample[m], prompt_tokens=b.prompt_tokens[m],
-                            response_tokens=b.response_tokens[m], truncated=b.truncated[m])
-        stream = part if stream is None else stream.concat(part)
-    res = sim.run(stream, mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0), rl_step=0)
-    req = res.requests
-    step_of = req["prompt_id"].to_numpy() // P
-    ready = [float(req.loc[step_of == j, "finish_s"].max()) for j in range(W)]
-    tokens = [float(b.response_tokens[b.prompt_id < keep].sum()) for b in batches[:W]]
-    gap = (ready[-1] - ready[0]) / (W - 1) if W > 1 else ready[0]
-    ref = float(np.mean(tokens[1:])) if W > 1 else tokens[0]
-    out = []
-    for j in range(n_steps):
-        b = batches[j % len(batches)] if j >= len(batches) else batches[j]
-        r = _frame_of(b) if (j >= W or keep < P) else req[step_of == j]
-        g = ready[0] if j == 0 else gap * float(b.response_tokens[b.prompt_id < keep].sum()) / ref
-        out.append((g, r, res.notes, res.mean_acceptance_length, 0, res.preemptions if j == 0 else 0))
-    return out
-
-
-def _frame_of(b: RequestBatch) -> pd.DataFrame:
-    """A finished-requests table for a batch outside the simulated window (its lengths are what training needs)."""
-    df = b.to_frame()
-    df["generated_tokens"] = df["response_tokens"]
-    df["finished"] = True
-    return df
+        parts.append(RequestBatch(prompt_id=b.prompt_id[m] + j * P, sample=b.sample[m],
+                                  prompt_tokens=b.prompt_tokens[m], response_tokens=b.response_tokens[m],
+                                  truncated=b.truncated[m]))
+    stream = parts[0]
+    for part in parts[1:]:
+        stream = stream.concat(part)
+    res = ssim.run(stream, mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0), rl_step=0)
+    step_of = res.requests["prompt_id"].to_numpy() // P
+    ready = [float(res.requests.loc[step_of == j, "finish_s"].max()) for j in range(W)]
+    gap = (ready[-1] - ready[0]) / (W - 1)
+    # the same share of one batch, batch-synchronous, on the sampled engines
+    one = ssim.run(parts[0], mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0), rl_step=0)
+    return min(1.0, gap / one.rollout_s) if one.rollout_s > 0 else 1.0
 
 
 def _offload_s(tm: TrainingCostModel) -> float:

@@ -8,8 +8,11 @@ who waits for whom, and records NeMo-RL's timers and a timeline.
 - sync, not colocated: generation waits for the new weights; training waits for the rollouts; the generation pool
   idles during training (refit bubble) and the training pool during generation (buffer starvation).
 - async (not colocated): generation of step j may start once weights of version >= j - max_staleness exist, so it
-  overlaps training of earlier steps; after each training step the weights are refit into the generation pool,
-  between rollouts, or in flight (pausing the running rollout) with `in_flight_weight_updates`.
+  overlaps training of earlier steps. Generation is continuous, as NeMo-RL's trajectory collector is: the pool
+  starts the next batch once the current one's bulk is done (`generation_busy_s`: all but its tail after 90% of
+  the sequences finished), while that batch's stragglers run on; a batch is ready `generation_s` after it
+  started. After each training step the weights are refit into the generation pool: after the generations in
+  flight finish, or in flight (pausing them) with `in_flight_weight_updates`.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ TIMERS = ("total_step_time", "generation", "exposed_generation", "policy_and_ref
 class StepCosts:
     """Seconds of each stage of one RL step, and its token counts."""
 
-    generation_s: float
+    generation_s: float  # from the start of the step's rollout until its last sequence finishes
     reward_s: float
     logprob_s: float
     train_s: float
@@ -34,6 +37,8 @@ class StepCosts:
     generated_tokens: int = 0
     total_tokens: int = 0  # prompt + response tokens of the step's samples
     mean_acceptance_length: float = 1.0
+    generation_busy_s: float | None = None  # async: when the generation pool can start the next batch (the
+    # batch's tail runs on beside it); None = generation_s
 
 
 @dataclass
@@ -89,7 +94,8 @@ def _two_pools(env, costs, rec, event, mode, max_staleness, in_flight):
     published = {"version": 0}
     new_version = env.event()
     rollouts = simpy.Store(env)
-    gen = {"running": None, "done": env.event(), "paused": False, "resume": env.event(), "refits": []}
+    gen = {"running": None, "done": env.event(), "paused": False, "resume": env.event(), "refits": [],
+           "pauses": [], "in_flight": 0}
     current = {"step": 0}  # trainer step in progress, to attribute generation-pool idle time
 
     def generator():
@@ -104,7 +110,9 @@ def _two_pools(env, costs, rec, event, mode, max_staleness, in_flight):
                     rec[current["step"]]["idle/refit_bubble"] += env.now - s - busy
                 event("generation", "idle: waiting for weights", s, env.now, j)
             s = env.now
-            remaining = c.generation_s
+            gen["in_flight"] += 1
+            env.process(ready(j, s, c.generation_s))
+            remaining = c.generation_s if (mode == "sync" or c.generation_busy_s is None) else c.generation_busy_s
             gen["running"] = j
             while remaining > 1e-12:
                 t_start = env.now
@@ -117,10 +125,22 @@ def _two_pools(env, costs, rec, event, mode, max_staleness, in_flight):
                     yield env.timeout(intr.cause)  # in-flight weight update: the rollout pauses for the refit
                     event("generation", "weight_sync (in flight)", p, env.now, j)
             gen["running"] = None
+            event("generation", f"generation step {j}", s, env.now, j)
+
+    def ready(j, start, latency):
+        """Batch j is ready `latency` after it started, plus any in-flight weight-update pauses meanwhile."""
+        target = start + latency
+        while True:
+            paused = sum(max(0.0, min(b, env.now) - max(a, start)) for a, b in gen["pauses"])
+            wait = target + paused - env.now
+            if wait <= 1e-12:
+                break
+            yield env.timeout(wait)
+        gen["in_flight"] -= 1
+        if gen["in_flight"] == 0:
             done, gen["done"] = gen["done"], env.event()
             done.succeed()
-            event("generation", f"generation step {j}", s, env.now, j)
-            yield rollouts.put(j)
+        yield rollouts.put(j)
 
     gen_proc = env.process(generator())
 
@@ -146,8 +166,9 @@ def _two_pools(env, costs, rec, event, mode, max_staleness, in_flight):
             s4 = env.now
             if in_flight and gen["running"] is not None:
                 gen_proc.interrupt(c.refit_s)
-            elif gen["running"] is not None:
-                # prepare_for_refit: no new rollouts start; wait for the one in flight to finish
+                gen["pauses"] = gen["pauses"][-8:] + [(env.now, env.now + c.refit_s)]
+            elif gen["in_flight"] > 0:
+                # prepare_for_refit: no new rollouts start; wait for the generations in flight to finish
                 gen["paused"] = True
                 yield gen["done"]
                 rec[i]["exposed_generation"] += env.now - s4

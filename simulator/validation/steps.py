@@ -16,7 +16,8 @@ MOE_IMPL = {"bmm": "padded_bmm", "grouped": "grouped", "dense": None}
 
 
 def measured_steps(paths: list[Path] | None = None) -> pd.DataFrame:
-    paths = paths or sorted((calibration_dir() / "h200" / "measured").glob("steps*.csv"))
+    paths = paths or [p for p in sorted((calibration_dir() / "h200" / "measured").glob("steps*.csv"))
+                      if "eager" not in p.name]
     return pd.concat([pd.read_csv(p).assign(source=p.name) for p in paths], ignore_index=True)
 
 
