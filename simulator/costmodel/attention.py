@@ -85,14 +85,17 @@ def decode_attention_time(c, peak: float, bandwidth: float, ctx, q_len,
     per_seq_bytes = ctx * ((k_dim + v_dim) * kv_bytes * kv_heads) * reread
     inv, overhead = _interp_inv_eff(p, np.log2(group), np.log2(max(items, 1.0)), np.log2(np.maximum(ctx, 1.0)))
     total_bytes = float(per_seq_bytes.sum()) if np.ndim(per_seq_bytes) else per_seq_bytes
-    t_mem = float(np.dot(per_seq_bytes, inv)) / bandwidth if np.ndim(inv) else total_bytes * inv / bandwidth
+    t_mem = float(np.dot(per_seq_bytes, inv)) / bandwidth
     if p.cta > 0:
         # KV streams (one per sequence, KV head and query tile, in chunks when the kernel splits long
         # sequences) share the batch's aggregate bandwidth, each capped at the per-CTA rate
         chunks = np.ceil(ctx / p.split) if p.split > 0 else np.ones_like(ctx)
         streams = per_head * chunks
         t_mem = fluid_time(per_seq_bytes / streams, streams, total_bytes / t_mem, p.cta)
-    flops = 2.0 * p.tile * (k_dim + v_dim) * float(np.dot(np.broadcast_to(kv_heads * tiles, ctx.shape), ctx))
+    if np.ndim(tiles) == 0:
+        flops = 2.0 * p.tile * (k_dim + v_dim) * kv_heads * tiles * float(ctx.sum())
+    else:
+        flops = 2.0 * p.tile * (k_dim + v_dim) * float(np.dot(kv_heads * tiles, ctx))
     t_comp = flops / (peak * p.compute_eff)
     return overhead + max(t_mem, t_comp)
 

@@ -33,7 +33,7 @@ class PipelineConfig(YamlModel):
                                                                          "bandwidth of the NCCL broadcast")
     offload_optimizer: bool = Field(True, description="colocated: optimizer state leaves the GPU during generation")
     response_growth_per_step: float = Field(0.0, description="relative growth of response lengths per RL step")
-    distinct_rollouts: int = Field(3, ge=0, description="when nothing changes between steps (no length growth, no "
+    distinct_rollouts: int = Field(2, ge=0, description="when nothing changes between steps (no length growth, no "
                                                         "acceptance drift), simulate at most this many rollouts and "
                                                         "reuse them in turn (0: simulate every step)")
 
