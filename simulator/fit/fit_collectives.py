@@ -30,6 +30,7 @@ from scipy.optimize import least_squares
 
 from simulator.costmodel.collectives import ALGO_FACTOR, LATENCY_STEPS, curve_time
 from simulator.errors import RlsimError
+from simulator.fit.measurements import _read_csv
 from simulator.hardware import CollectiveCurve, HardwareProfile
 
 NCCL_COLS = ("collective", "gpus", "bytes", "us")
@@ -58,16 +59,6 @@ def is_metadata(path: str) -> bool:
     """The header file measure_nccl.py writes beside its table (versions, GPUs, environment)."""
     name = os.path.basename(path).lower()
     return name.startswith("nccl_device") and name.endswith(".json")
-
-
-def _read_csv(p: Path) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(p, comment="#")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise RlsimError(f"not a readable CSV ({' '.join(str(e).split())[:120]})", str(p)) from None
-    if df.empty:
-        raise RlsimError("no rows", str(p))
-    return df
 
 
 def _nccl_rows(df: pd.DataFrame, p: Path) -> pd.DataFrame:

@@ -63,15 +63,9 @@ def simulate(costs: list[StepCosts], mode: str, colocated: bool, max_staleness: 
         def one_pool():
             for i, c in enumerate(costs):
                 t0 = env.now
-                for name, d, timer in (("data", c.data_s, None), ("weight_sync", c.refit_s, "weight_sync"),
-                                       ("generation", c.generation_s, "generation"), ("reward", c.reward_s, None),
-                                       ("logprobs", c.logprob_s, "policy_and_reference_logprobs"),
-                                       ("training", c.train_s, "policy_training")):
-                    s = env.now
-                    yield env.timeout(d)
-                    event("cluster", name, s, env.now, i)
-                    if timer:
-                        rec[i][timer] += d
+                yield from _stages(env, rec[i], event, "cluster", i,
+                                   [("data", c.data_s, None), ("weight_sync", c.refit_s, "weight_sync"),
+                                    ("generation", c.generation_s, "generation")] + _training_stages(c)[1:])
                 rec[i]["exposed_generation"] = c.generation_s
                 rec[i]["total_step_time"] = env.now - t0
                 rec[i]["end"] = env.now
@@ -84,6 +78,22 @@ def simulate(costs: list[StepCosts], mode: str, colocated: bool, max_staleness: 
         rec[i]["step"] = i
     run.steps = rec
     return run
+
+
+def _training_stages(c: StepCosts) -> list[tuple]:
+    """(name, seconds, timer) of the stages after generation: data, reward, logprobs, training."""
+    return [("data", c.data_s, None), ("reward", c.reward_s, None),
+            ("logprobs", c.logprob_s, "policy_and_reference_logprobs"), ("training", c.train_s, "policy_training")]
+
+
+def _stages(env, rec: dict, event, pool: str, step: int, stages: list[tuple]):
+    """Run stages one after another on a pool, recording each on the timeline and in its timer."""
+    for name, d, timer in stages:
+        s = env.now
+        yield env.timeout(d)
+        event(pool, name, s, env.now, step)
+        if timer:
+            rec[timer] += d
 
 
 def _two_pools(env, costs, rec, event, mode, max_staleness, in_flight):
@@ -155,14 +165,7 @@ def _two_pools(env, costs, rec, event, mode, max_staleness, in_flight):
             rec[i]["idle/buffer_starvation"] += wait
             rec[i]["exposed_generation"] += wait
             event("training", "idle: waiting for rollouts", s, env.now, i)
-            for name, d, timer in (("data", c.data_s, None), ("reward", c.reward_s, None),
-                                   ("logprobs", c.logprob_s, "policy_and_reference_logprobs"),
-                                   ("training", c.train_s, "policy_training")):
-                s2 = env.now
-                yield env.timeout(d)
-                event("training", name, s2, env.now, i)
-                if timer:
-                    rec[i][timer] += d
+            yield from _stages(env, rec[i], event, "training", i, _training_stages(c))
             s4 = env.now
             if in_flight and gen["running"] is not None:
                 gen_proc.interrupt(c.refit_s)
