@@ -57,6 +57,12 @@ def main() -> None:
         inside = lo <= published <= hi
         print(f"  {wl}: tau {tau:.2f}; per-iteration speedup {', '.join(f'b{b}: {v:.2f}x' for b, v in sp.items())}; "
               f"paper generation speedup {published:.2f}x ({'within' if inside else 'OUTSIDE'} the per-batch range)")
+    from simulator.validation.published import paper_checks
+    print("\nWhole RL steps (rlsim's pipeline on the paper's scenarios, fitted on the autoregressive rows only):")
+    for c in paper_checks():
+        if c.tolerance is not None:
+            print(f"  {c.row:9s} {c.quantity:34s} published {c.published:5.2f}x  predicted {c.predicted:5.2f}x  "
+                  f"error {c.rel_error:+6.1%}  ({'within' if c.ok else 'outside'} {c.tolerance:.0%})")
 
 
 if __name__ == "__main__":
