@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from conftest import ROOT
 from simulator.scenario import load_scenario

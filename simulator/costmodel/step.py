@@ -170,19 +170,14 @@ class StepCostModel:
         self.kernels_per_moe_layer = 10 + self.moe_kernels + (4 if (m.moe and m.moe.shared_experts) else 0)
 
     # ------------------------------------------------------------------ token-count-dependent part
-    def _token_part(self, tokens: int, logit_tokens: int) -> tuple[float, dict, int, float]:
-        """(time, breakdown, kernels, eager extra) of everything that depends only on the token counts.
-
-        The eager extra is what launching every kernel from the CPU adds: sum over kernels of
-        max(0, eager_launch_s - kernel time) (a kernel shorter than its launch leaves the GPU waiting)."""
+    def _token_part(self, tokens: int, logit_tokens: int) -> tuple[float, dict, int]:
+        """(time, breakdown, kernels) of everything that depends only on the token counts."""
         key = (tokens, logit_tokens)
         hit = self._tok_cache.get(key)
         if hit is not None:
             return hit
         m, par, hw = self.model, self.par, self.hw
-        L = hw.efficiency.eager_launch_s
         bd = dict.fromkeys(CLASSES, 0.0)
-        extra = 0.0
         t_local = math.ceil(tokens / par.ep)  # attention and dense parts are data-parallel over ep groups
         for g in self.gemms:
             rows = {"tokens": t_local, "logits": logit_tokens, "tokens_x_heads": t_local * self.hq}[g.rows]
@@ -191,17 +186,15 @@ class StepCostModel:
             t = float(gemm_time(self.gemm_curve, self.peak, self.bw, rows, g.n, g.k,
                                 self.w_bytes, 2.0, self._corr[g.name]))
             bd[g.cls] += g.count * t
-            extra += g.count * max(0.0, L - t)
         ew = self.hw.efficiency.elementwise
         layer_other = 0.0
 
         def ew_ops(ops, count):
-            nonlocal layer_other, extra
+            nonlocal layer_other
             for op, w in ops:
                 if w:
                     t = float(elementwise_time(ew[op], self.bw, op, t_local, w))
                     layer_other += count * t
-                    extra += count * max(0.0, L - t)
 
         if t_local > 0:
             if m.dense_layers:
@@ -214,23 +207,18 @@ class StepCostModel:
         if logit_tokens > 0:
             t = float(elementwise_time(ew["rms_norm"], self.bw, "rms_norm", logit_tokens, m.hidden))
             layer_other += t
-            extra += max(0.0, L - t)
         bd["other"] += layer_other
         if m.moe_layers and tokens > 0:
             mo = m.moe
             t = moe_time(self.moe_curve, self.peak, self.bw, tokens, m.hidden, mo.expert_ffn // par.tp, mo.experts,
                          mo.top_k, mo.experts // par.ep, self.w_bytes)
             bd["moe"] += m.moe_layers * t
-            extra += m.moe_layers * max(0.0, self.moe_kernels * L - t)
         # communication (one kernel per collective)
         span = par.gpus
         act = t_local * m.hidden * 2.0
 
         def comm(op, size, group, count):
-            nonlocal extra
-            t = collective_time(hw, op, size, group, span)
-            bd["comm"] += count * t
-            extra += count * max(0.0, L - t)
+            bd["comm"] += count * collective_time(hw, op, size, group, span)
 
         if par.tp > 1:
             comm("all_reduce", act, par.tp, 2 * m.layers)
@@ -241,7 +229,7 @@ class StepCostModel:
         if par.pp > 1:
             comm("send_recv", act, 2, par.pp - 1)
         kernels = m.dense_layers * self.kernels_per_layer + m.moe_layers * self.kernels_per_moe_layer + 2
-        res = (sum(bd.values()), bd, kernels, extra)
+        res = (sum(bd.values()), bd, kernels)
         self._tok_cache[key] = res
         return res
 
@@ -274,7 +262,7 @@ class StepCostModel:
             qd, cd, qp, cp = q[dec], c[dec], q[~dec], c[~dec]
         if logit_tokens is None:
             logit_tokens = tokens if all_decode else int(qd.sum()) + int(qp.size)
-        _, bd_tok, kernels, _ = self._token_part(tokens, int(logit_tokens))
+        _, bd_tok, kernels = self._token_part(tokens, int(logit_tokens))
         bd = dict(bd_tok)
         m, ep = self.model, self.par.ep
         attn = 0.0

@@ -121,15 +121,15 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
     static = p.response_growth_per_step == 0 and not _drifts(scn) and scn.rollout.partial is None
     n_sim = min(n_steps, p.distinct_rollouts) if (static and p.distinct_rollouts) else n_steps
     batches = []
-    for i in range(max(n_sim, n_steps if not static else 0)):
+    for i in range(n_sim):
         b = sample_requests(scn.rollout, np.random.default_rng(rng.integers(2**63)), scn.base_dir)
         batches.append(_grow(b, (1.0 + p.response_growth_per_step) ** i, scn.rollout.max_response_tokens))
     # one rollout per RL step (batch-synchronous): its duration is the step's generation latency
-    per_step = _sync_rollouts(sim, batches[:n_sim] if static else batches[:n_steps], scn, rollout_mode, rng)
+    per_step = _sync_rollouts(sim, batches, scn, rollout_mode, rng)
     busy_scale = None
     if p.mode == "async":
-        busy_scale = _async_throughput(sim, gen_scn, batches[:max(n_sim, 1)], rollout_mode,
-                                       int(rng.integers(2**31)), max(p.max_staleness, 1), per_step)
+        busy_scale = _async_throughput(sim, gen_scn, batches, rollout_mode, int(rng.integers(2**31)),
+                                       max(p.max_staleness, 1))
     notes_pre = []
     if static and len(per_step) < n_steps:
         per_step = [per_step[i % len(per_step)] for i in range(n_steps)]
@@ -137,7 +137,7 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
                      "pipeline.distinct_rollouts)"]
     costs, rows = [], []
     notes: list[str] = list(notes_pre)
-    for i, (gen_s, req, res_notes, mean_acc, carried_n, preempt, tail_s) in enumerate(per_step):
+    for i, (gen_s, req, res_notes, mean_acc, carried_n, preempt) in enumerate(per_step):
         done = req[req["finished"]]
         lens = (done["prompt_tokens"] + done["response_tokens"]).to_numpy(dtype=np.int64)
         generated = int(req["generated_tokens"].sum())
@@ -195,7 +195,7 @@ def _sync_rollouts(sim, batches, scn, mode, rng):
                       rl_step=i)
         carried = res.carried if res.carried.size else None
         out.append((res.rollout_s, res.requests, res.notes, res.mean_acceptance_length, res.carried.size,
-                    res.preemptions, res.tail_s))
+                    res.preemptions))
     return out
 
 
@@ -210,7 +210,7 @@ def _drifts(scn) -> bool:
 ASYNC_ENGINES = 8  # engines simulated in the async throughput stream (identical data-parallel replicas)
 
 
-def _async_throughput(sim, gen_scn, batches, mode, seed, age, per_step) -> float:
+def _async_throughput(sim, gen_scn, batches, mode, seed, age) -> float:
     """Async GRPO generates continuously: NeMo-RL's trajectory collector keeps up to num_prompts_per_step x
     max_trajectory_age prompt groups in flight and starts new ones as old ones finish, so the generation pool's
     time per step is throughput-bound while each step's latency still includes its stragglers. Simulate

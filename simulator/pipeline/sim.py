@@ -9,9 +9,8 @@ who waits for whom, and records NeMo-RL's timers and a timeline.
   idles during training (refit bubble) and the training pool during generation (buffer starvation).
 - async (not colocated): generation of step j may start once weights of version >= j - max_staleness exist, so it
   overlaps training of earlier steps. Generation is continuous, as NeMo-RL's trajectory collector is: the pool
-  starts the next batch once the current one's bulk is done (`generation_busy_s`: all but its tail after 90% of
-  the sequences finished), while that batch's stragglers run on; a batch is ready `generation_s` after it
-  started. After each training step the weights are refit into the generation pool: after the generations in
+  starts the next batch after `generation_busy_s` (its throughput-bound time per batch), while the current
+  batch's stragglers run on; a batch is ready `generation_s` after it started. After each training step the weights are refit into the generation pool: after the generations in
   flight finish, or in flight (pausing them) with `in_flight_weight_updates`.
 """
 from __future__ import annotations
@@ -38,7 +37,7 @@ class StepCosts:
     total_tokens: int = 0  # prompt + response tokens of the step's samples
     mean_acceptance_length: float = 1.0
     generation_busy_s: float | None = None  # async: when the generation pool can start the next batch (the
-    # batch's tail runs on beside it); None = generation_s
+    # batch's stragglers run on beside it); None = generation_s
 
 
 @dataclass

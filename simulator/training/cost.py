@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.costmodel.collectives import collective_time
-from simulator.costmodel.memory import weight_bytes_per_gpu
 from simulator.costmodel.parallelism import Parallelism, check_parallelism
 from simulator.costmodel.step import StepCostModel
 from simulator.errors import RlsimError

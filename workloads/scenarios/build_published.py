@@ -19,7 +19,6 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 from scipy.optimize import brentq
