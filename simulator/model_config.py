@@ -81,7 +81,7 @@ class MoEConfig(YamlModel):
 class DraftHeadConfig(YamlModel):
     """How a draft head attaches to its target (EAGLE-3 heads, MTP modules)."""
 
-    kind: Literal["eagle3", "mtp"]
+    kind: Literal["eagle3", "eagle", "mtp"]  # eagle: EAGLE-1/2 (fc over [embedding, feature])
     target: str  # catalogue name of the target model
     fused_hidden_states: int = 1  # EAGLE-3: hidden states of 3 target layers fused by an fc layer
     attn_input_multiple: int = 1  # EAGLE-3: q/k/v read [embedding, feature] (2 x hidden)
@@ -178,10 +178,10 @@ class ModelConfig(YamlModel):
         return self.vocab * self.hidden * (1 if self.tied_embeddings else 2) + self.hidden
 
     def draft_extra_params(self) -> int:
-        """EAGLE-3's fc fusing target hidden states; an MTP module's eh_proj and its two norms."""
+        """EAGLE's fc fusing target hidden states (EAGLE-1: embedding + feature); an MTP module's eh_proj and its two norms."""
         if self.draft is None:
             return 0
-        if self.draft.kind == "eagle3":
+        if self.draft.kind in ("eagle3", "eagle"):
             return self.draft.fused_hidden_states * self.hidden * self.hidden
         return 2 * self.hidden * self.hidden + 2 * self.hidden
 

@@ -112,6 +112,10 @@ class EngineConfig(YamlModel):
                                                                   "engine routes them apart from decodes")
     moe_kernel: str = "fused"
     step_overhead_s: float = Field(0.0, ge=0, description="CPU scheduling/sampling seconds per iteration")
+    spec_iteration_overhead_s: float = Field(0.0, ge=0, description="framework seconds per speculative iteration "
+                                             "beyond the kernels (simulator/fit/spec_overhead.py)")
+    draft_step_overhead_s: float = Field(0.0, ge=0, description="framework seconds per GPU draft step beyond the "
+                                         "kernels (simulator/fit/spec_overhead.py)")
     routing: Literal["round_robin", "least_loaded"] = "round_robin"
 
 

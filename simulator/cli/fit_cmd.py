@@ -1,4 +1,4 @@
-"""`rlsim fit WHAT ...`: fit profiles from measurements (kernels, acceptance, collectives).
+"""`rlsim fit WHAT ...`: fit profiles from measurements (kernels, acceptance, collectives, spec-overhead).
 
 Each kind of fit lives in its own module `simulator.cli.fit_<what>_cmd` with `register(subparsers)`.
 """
@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import importlib
 
-FITS = {"kernels": "fit_kernels_cmd", "acceptance": "fit_acceptance_cmd", "collectives": "fit_collectives_cmd"}
+FITS = {"kernels": "fit_kernels_cmd", "acceptance": "fit_acceptance_cmd", "collectives": "fit_collectives_cmd",
+        "spec-overhead": "fit_spec_overhead_cmd"}
 
 
 def register(sub) -> None:

@@ -15,7 +15,7 @@ def register(sub) -> None:
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--hardware", required=True)
     p.add_argument("--model", required=True, help="target model")
-    p.add_argument("--draft", required=True, help="none, eagle3, mtp, draft_model, ngram or tree")
+    p.add_argument("--draft", required=True, help="none, eagle3, eagle, mtp, draft_model, ngram or tree")
     p.add_argument("--draft-model", help="draft model or head (default: the catalogue head for the target)")
     p.add_argument("--draft-tp", type=int, default=1, help="tensor parallelism of a draft_model")
     p.add_argument("--profile", help="acceptance profile YAML (rlsim fit acceptance)")
@@ -31,6 +31,10 @@ def register(sub) -> None:
     p.add_argument("--tree-tokens", type=int, default=0)
     p.add_argument("--tree-depth", type=int, default=0)
     p.add_argument("--tree-width", type=int, default=0)
+    p.add_argument("--iteration-overhead", type=float, default=0.0,
+                   help="framework seconds per speculative iteration beyond the kernels (rlsim fit spec-overhead)")
+    p.add_argument("--draft-step-overhead", type=float, default=0.0,
+                   help="framework seconds per GPU draft step beyond the kernels (rlsim fit spec-overhead)")
     p.add_argument("--rl-step", type=int, default=0, help="RL step for the profile's acceptance drift")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -70,7 +74,9 @@ def run(args) -> int:
     target = StepCostModel(args.hardware, args.model, tp=args.tp, ep=args.ep, dtype=args.dtype)
     spec = SpecDecodeCost(target, DraftConfig(method=args.draft, draft_model=args.draft_model,
                                               draft_tp=args.draft_tp, tree_tokens=args.tree_tokens,
-                                              tree_depth=args.tree_depth, tree_width=args.tree_width))
+                                              tree_depth=args.tree_depth, tree_width=args.tree_width,
+                                              iteration_overhead_s=args.iteration_overhead,
+                                              draft_step_overhead_s=args.draft_step_overhead))
     taus = {k: float(acc.tau(k)) for k in ks}
     if args.draft == "none":
         taus = {k: 1.0 for k in ks}
@@ -84,7 +90,8 @@ def run(args) -> int:
             rows.append({"batch": b, "k": k, "acceptance_length": taus[k],
                          "extrapolated": bool(k and acc.extrapolated(k)),
                          "draft_ms": it.draft_s * 1e3, "verify_ms": it.verify_s * 1e3,
-                         "sampling_ms": it.sampling_s * 1e3, "step_ms": it.time_s * 1e3,
+                         "sampling_ms": it.sampling_s * 1e3, "overhead_ms": it.overhead_s * 1e3,
+                         "step_ms": it.time_s * 1e3,
                          "tokens_per_s_per_seq": tps, "speedup": tps * ar})
         best, _ = goodput_optimal_k(spec, taus, cached)
         optimal[str(b)] = best

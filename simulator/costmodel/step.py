@@ -146,7 +146,7 @@ class StepCostModel:
                 sf = mo.shared_experts * (mo.shared_ffn or mo.expert_ffn) // tp
                 gemms += [_Gemm("shared_gate_up", 2 * sf, h, m.moe_layers, "tokens", "moe"),
                           _Gemm("shared_down", h, sf, m.moe_layers, "tokens", "moe")]
-        if m.draft is not None and m.draft.kind == "eagle3":
+        if m.draft is not None and m.draft.kind in ("eagle3", "eagle"):
             gemms.append(_Gemm("fc", h, m.draft.fused_hidden_states * h, 1, "tokens"))
         elif m.draft is not None and m.draft.kind == "mtp":
             gemms.append(_Gemm("eh_proj", h, 2 * h, 1, "tokens"))

@@ -2,7 +2,8 @@
 
 An iteration = one target forward over every scheduled sequence (decode/verify tokens and prefill chunks
 together, each sequence with its own context) + the draft steps and rejection sampling of the decoding
-sequences under speculation + a fixed CPU cost (`step_overhead_s`). A batch of more tokens than the largest
+sequences under speculation (with the framework's speculative-path overheads) + a fixed CPU cost
+(`step_overhead_s`). A batch of more tokens than the largest
 captured CUDA graph runs eagerly (StepCostModel adds the kernel-launch floor).
 
 Drafting covers the decoding sequences only (a draft head's pass over fresh prefill tokens is left out).
@@ -77,7 +78,8 @@ class IterationCost:
         if q.size:
             t += self.target.step_time(q, ctx, cuda_graph=self.graph(int(q.sum())))
         if spec:
-            t += self.spec.draft_time(dec_cached, k, accepted) + self.spec.sampling_time(n_match, k)
+            t += (self.spec.draft_time(dec_cached, k, accepted) + self.spec.sampling_time(n_match, k)
+                  + self.spec.overhead_time(k))
         return float(t)
 
     def floor(self, n: int, k: int, accepted=None) -> float:

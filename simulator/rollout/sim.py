@@ -107,7 +107,9 @@ class RolloutSimulator:
         self.num_engines = sc.num_engines
         draft = DraftConfig(method=sp.method, draft_model=sp.draft_model, draft_tp=sp.draft_tensor_parallel_size,
                             tree_tokens=sp.tree_tokens, tree_depth=sp.tree_depth, tree_width=sp.tree_width,
-                            ngram_s_per_seq=sp.ngram_s_per_seq, ngram_match_rate=sp.ngram_match_rate)
+                            ngram_s_per_seq=sp.ngram_s_per_seq, ngram_match_rate=sp.ngram_match_rate,
+                            iteration_overhead_s=e.spec_iteration_overhead_s,
+                            draft_step_overhead_s=e.draft_step_overhead_s)
         spec = SpecDecodeCost(target, draft)
         self.cost = IterationCost(spec, e.cuda_graph_max_batch, e.step_overhead_s)
         d_seqs, d_tokens = vllm_batch_defaults(hw)

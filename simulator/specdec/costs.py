@@ -1,13 +1,17 @@
 """Draft and verify step costs of speculative decoding, through the cost model (seconds).
 
 One engine iteration with speculation = draft (k proposals per sequence) + verify (one target forward with
-k+1 new tokens per sequence, or the tree size) + rejection sampling. Definitions, per sequence: `cached` is
+k+1 new tokens per sequence, or the tree size) + rejection sampling + the serving framework's CPU/launch work on
+the speculative path (`iteration_overhead_s` per iteration, `draft_step_overhead_s` per GPU draft step: fitted
+to vLLM's measured time per output token by simulator/fit/spec_overhead.py; 0 unless given). Definitions, per sequence: `cached` is
 the number of tokens already in the target's KV cache; the verify step attends over cached + k + 1.
 
 Mechanisms (`method`):
 - none: plain autoregressive decoding (one target step with one new token).
 - eagle3: a draft head (one decoder layer over fused target hidden states, its own lm_head) run k times in a
   chain; its first step also covers the tokens accepted in the last verify (q = accepted), later steps q = 1.
+- eagle: an EAGLE-1/2 head (fc over [token embedding, feature] at every step, the target's full lm_head); same
+  chain.
 - mtp: the target's multi-token-prediction module(s), one layer + the shared lm_head per step; same chain.
 - draft_model: a separate small model with its own KV cache and tensor parallelism; same chain.
 - ngram: prompt/history lookup on the CPU (a per-sequence CPU cost, no GPU work); sequences without a match
@@ -27,8 +31,8 @@ from simulator.costmodel.step import StepCostModel
 from simulator.errors import RlsimError
 from simulator.model_config import ModelConfig, load_model, model_names
 
-Method = Literal["none", "eagle3", "mtp", "draft_model", "ngram", "tree"]
-METHODS = ("none", "eagle3", "mtp", "draft_model", "ngram", "tree")
+Method = Literal["none", "eagle3", "eagle", "mtp", "draft_model", "ngram", "tree"]
+METHODS = ("none", "eagle3", "eagle", "mtp", "draft_model", "ngram", "tree")
 
 # CPU cost of one n-gram lookup over a sequence's history (suffix matching over a few thousand tokens).
 # Source: vLLM's n-gram proposer runs a KMP/numba lookup per request; order of tens of microseconds.
@@ -48,16 +52,19 @@ class DraftConfig:
     tree_width: int = 0
     ngram_s_per_seq: float = NGRAM_S_PER_SEQ
     ngram_match_rate: float = 1.0
+    iteration_overhead_s: float = 0.0  # framework CPU/launch seconds per speculative iteration
+    draft_step_overhead_s: float = 0.0  # framework CPU/launch seconds per GPU draft step
 
 
 @dataclass(frozen=True)
 class IterationCost:
-    """Seconds of one speculative iteration: draft + verify + rejection sampling (+ CPU draft)."""
+    """Seconds of one speculative iteration: draft + verify + rejection sampling (+ CPU draft) + overhead."""
 
     time_s: float
     draft_s: float
     verify_s: float
     sampling_s: float
+    overhead_s: float = 0.0
     breakdown: dict = field(default_factory=dict)
 
 
@@ -83,14 +90,17 @@ class SpecDecodeCost:
         self.draft_first: StepCostModel | None = None
         self.draft_next: StepCostModel | None = None
         hw, tm = target.hw, target.model
-        if draft.method in ("eagle3", "mtp", "tree"):
-            kind = "mtp" if draft.method == "mtp" else "eagle3"
+        if draft.method in ("eagle3", "eagle", "mtp", "tree"):
+            kind = draft.method if draft.method in ("eagle", "mtp") else "eagle3"
             head = load_model(draft.draft_model, "speculative.draft_model") if draft.draft_model \
                 else find_draft_head(tm, kind)
             tp = target.par.tp if head.attention.heads % target.par.tp == 0 else 1
             kw = dict(tp=tp, dtype=target.dtype, attention_backend=None)
             self.draft_first = StepCostModel(hw, head, **kw)
-            later = ("fc",) if head.draft and head.draft.kind == "eagle3" else ("eh_proj",)
+            # later chain steps: EAGLE-3 feeds its own feature back (no fc over target states); EAGLE-1 fuses
+            # the new token's embedding at every step (fc kept)
+            kinds = head.draft.kind if head.draft else "mtp"
+            later = {"eagle3": ("fc",), "eagle": ()}.get(kinds, ("eh_proj",))
             self.draft_next = StepCostModel(hw, head, exclude_ops=later, **kw)
         elif draft.method == "draft_model":
             if not draft.draft_model:
@@ -110,6 +120,18 @@ class SpecDecodeCost:
         if self.method == "tree":
             return self.cfg.tree_tokens + 1
         return k + 1
+
+    def draft_steps(self, k: int) -> int:
+        """GPU draft forwards per iteration (0 for n-gram lookups and plain decoding)."""
+        if self.method in ("none", "ngram") or k == 0:
+            return 0
+        return max(self.cfg.tree_depth, 1) if self.method == "tree" else k
+
+    def overhead_time(self, k: int) -> float:
+        """Framework seconds of one speculative iteration beyond the GPU kernels (0 without speculation)."""
+        if self.method == "none" or k == 0:
+            return 0.0
+        return self.cfg.iteration_overhead_s + self.draft_steps(k) * self.cfg.draft_step_overhead_s
 
     def draft_time(self, cached: np.ndarray, k: int, accepted: np.ndarray | float | None = None) -> float:
         """Seconds for the k draft steps of every sequence (GPU; plus CPU lookups for n-gram)."""
@@ -156,7 +178,7 @@ class SpecDecodeCost:
         cached = np.asarray(cached, dtype=np.int64)
         if self.method == "none" or k == 0:
             v = self.target.step_time(np.ones(cached.size, dtype=np.int64), cached + 1) if cached.size else 0.0
-            return IterationCost(v, 0.0, v, 0.0, {"verify": v})
+            return IterationCost(v, 0.0, v, 0.0, 0.0, {"verify": v})
         d = self.draft_time(cached, k, accepted)
         if self.method == "ngram" and self.cfg.ngram_match_rate < 1.0:
             # sequences without an n-gram match verify one token; costed as a mixed batch
@@ -168,7 +190,8 @@ class SpecDecodeCost:
         else:
             v = self.verify_time(cached, k)
             s = self.sampling_time(cached.size, k)
-        return IterationCost(d + v + s, d, v, s, {"draft": d, "verify": v, "sampling": s})
+        o = self.overhead_time(k)
+        return IterationCost(d + v + s + o, d, v, s, o, {"draft": d, "verify": v, "sampling": s, "overhead": o})
 
     def draft_weight_bytes(self) -> float:
         """Weights of the draft on each GPU of the engine (bytes)."""

@@ -38,7 +38,7 @@ class Check:
 
     @property
     def ok(self) -> bool | None:
-        return None if self.tolerance is None else abs(self.rel_error) <= self.tolerance
+        return None if self.tolerance is None else bool(abs(self.rel_error) <= self.tolerance)
 
 
 def _run(name: str, sets=(), steps=None) -> dict:
