@@ -118,6 +118,23 @@ class MoECurve(YamlModel):
     fit_note: str = ""
 
 
+class MoETrainCurve(YamlModel):
+    """Training-style routed experts on one GPU (grouped GEMMs over rows already permuted by expert, as Megatron
+    runs them), per layer, seconds, for R routed rows (tokens x top_k) and m = R / experts rows per expert:
+
+    forward = 2 R * 3 * hidden * ffn / (peak * fwd_eff(m)); backward (data + weight gradients) = bwd_ratio(m) x
+    forward; permutation (gather to expert order + scatter-add back, in the forward and again in the backward)
+    = permute_bytes / (HBM bandwidth * permute_eff), permute_bytes = (3 R + 2 tokens) * hidden * 2.
+    fwd_eff and bwd_ratio are tabulated at `rows_per_expert` (log-linear in m between, flat beyond).
+    """
+
+    rows_per_expert: list[float]
+    fwd_eff: list[float]
+    bwd_ratio: list[float]
+    permute_eff: float
+    fit_note: str = ""
+
+
 class ElementwiseCurve(YamlModel):
     """A memory-bound kernel over a [rows, width] tensor (seconds).
 
@@ -158,6 +175,7 @@ class Efficiency(YamlModel):
     attention: dict[str, AttentionCurve] = {}  # by backend
     prefill: PrefillCurve | None = None
     moe: dict[str, MoECurve] = {}  # by MoE kernel
+    moe_train: MoETrainCurve | None = None  # training grouped-GEMM experts (training/cost.py)
     elementwise: dict[str, ElementwiseCurve] = {}  # rms_norm, add, silu, mul, copy
     collectives: dict[str, dict[str, CollectiveCurve]] = {}  # link -> op -> curve
     graph_kernel_s: float = 1.0e-6  # per-kernel floor inside a CUDA graph

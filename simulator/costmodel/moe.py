@@ -1,9 +1,12 @@
-"""Routed mixture-of-experts MLP: expected experts touched, expert GEMMs, routing overhead (pure functions)."""
+"""Routed mixture-of-experts MLP: expected experts touched, expert GEMMs, routing overhead; training-style
+grouped-GEMM experts (pure functions)."""
 from __future__ import annotations
 
 import math
 
-from simulator.hardware import MoECurve
+import numpy as np
+
+from simulator.hardware import MoECurve, MoETrainCurve
 
 
 def expected_experts_touched(tokens: float, experts: int, top_k: int) -> float:
@@ -42,3 +45,25 @@ def moe_time(c: MoECurve, peak: float, bandwidth: float, tokens: float, hidden: 
     tm = bytes_ / (bandwidth * c.m_eff)
     routed = tokens * top_k * local / experts
     return (tc ** c.p + tm ** c.p) ** (1.0 / c.p) + c.route_s + c.route_s_per_row * routed
+
+
+def moe_train_times(c: MoETrainCurve, peak: float, bandwidth: float, tokens: float, hidden: int, expert_ffn: int,
+                    experts: int, top_k: int, local_experts: int | None = None) -> tuple[float, float]:
+    """(forward, backward) seconds of one MoE layer's routed experts in training, on one GPU (MoETrainCurve).
+
+    tokens: tokens of this GPU's micro-batch entering the layer; with balanced routing the GPU computes
+    tokens * top_k rows over its local experts (E / EP); expert_ffn: the per-GPU slice of the expert width.
+    The router GEMM and expert-parallel all-to-alls are costed elsewhere.
+    """
+    if tokens <= 0:
+        return 0.0, 0.0
+    local = experts if local_experts is None else local_experts
+    rows = tokens * top_k
+    m = rows / local
+    x = np.log(np.asarray(c.rows_per_expert, dtype=float))
+    lm = math.log(max(m, 1e-9))
+    eff = float(np.interp(lm, x, c.fwd_eff))
+    ratio = float(np.interp(lm, x, c.bwd_ratio))
+    gemm = 2.0 * rows * 3 * hidden * expert_ffn / (peak * eff)
+    permute = (3 * rows + 2 * tokens) * hidden * 2.0 / (bandwidth * c.permute_eff)
+    return gemm + permute, ratio * gemm + permute

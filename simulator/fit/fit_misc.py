@@ -7,8 +7,8 @@ from scipy.optimize import least_squares, lsq_linear
 
 from simulator.costmodel.elementwise import TRAFFIC
 from simulator.costmodel.gemm import gemm_time
-from simulator.costmodel.moe import moe_time
-from simulator.hardware import CollectiveCurve, ElementwiseCurve, GemmCurve, MoECurve
+from simulator.costmodel.moe import moe_time, moe_train_times
+from simulator.hardware import CollectiveCurve, ElementwiseCurve, GemmCurve, MoECurve, MoETrainCurve
 
 
 # ------------------------------------------------------------------ MoE
@@ -45,6 +45,40 @@ def fit_moe(df: pd.DataFrame, reads_all: bool, peak: float, bw: float, gemm: Gem
 
 def predict_moe(c, df, peak, bw, gemm):
     return _moe_pred(c, df, peak, bw, gemm)
+
+
+def fit_moe_train(df: pd.DataFrame, peak: float, bw: float) -> MoETrainCurve:
+    """MoETrainCurve from training-style timings (rows shape,tokens,experts,topk,hidden,inter,pass,us): per
+    rows-per-expert value, the mean over shapes of the forward's fraction of peak and of backward / forward; the
+    permutation's fraction of HBM bandwidth as the median over every (shape, tokens)."""
+    piv = df.pivot_table(index=["hidden", "inter", "experts", "topk", "tokens"], columns="pass", values="us").reset_index()
+    need = {"fwd", "fwd_bwd", "fwd_permute"}
+    if not need <= set(piv.columns):
+        raise ValueError(f"MoE training timings need the passes {sorted(need)}")
+    rows = piv["tokens"] * piv["topk"]
+    m = rows / piv["experts"]
+    flops = 2.0 * rows * 3 * piv["hidden"] * piv["inter"]
+    piv = piv.assign(m=m, eff=flops / (piv["fwd"] * 1e-6 * peak), ratio=(piv["fwd_bwd"] - piv["fwd"]) / piv["fwd"],
+                     perm=(3 * rows + 2 * piv["tokens"]) * piv["hidden"] * 2.0
+                     / ((piv["fwd_permute"] - piv["fwd"]).clip(lower=1e-3) * 1e-6 * bw))
+    g = piv.groupby("m")[["eff", "ratio"]].mean().sort_index()
+    return MoETrainCurve(rows_per_expert=[float(v) for v in g.index], fwd_eff=[round(float(v), 5) for v in g["eff"]],
+                         bwd_ratio=[round(float(v), 4) for v in g["ratio"]],
+                         permute_eff=round(float(piv["perm"].median()), 5),
+                         fit_note=f"per rows-per-expert means over {piv['hidden'].nunique()} expert shapes, "
+                                  f"{len(piv)} (shape, tokens) points ({', '.join(sorted(set(df['source'])))})")
+
+
+def predict_moe_train(c: MoETrainCurve, df: pd.DataFrame, peak: float, bw: float) -> np.ndarray:
+    """Microseconds for each row of a training-style table (its pass: fwd = GEMMs only, fwd_permute, fwd_bwd =
+    GEMMs forward + backward without the permutation)."""
+    out = np.empty(len(df))
+    cols = zip(df["tokens"], df["hidden"], df["inter"], df["experts"], df["topk"], df["pass"])
+    for i, (tok, h, inter, e, k, kind) in enumerate(cols):
+        f, b = moe_train_times(c, peak, bw, tok, int(h), int(inter), int(e), int(k))
+        perm = (3 * tok * k + 2 * tok) * h * 2.0 / (bw * c.permute_eff)
+        out[i] = {"fwd": f - perm, "fwd_permute": f, "fwd_bwd": f + b - 2 * perm}[kind] * 1e6
+    return out
 
 
 # ------------------------------------------------------------------ elementwise

@@ -10,8 +10,8 @@ from simulator.fit.fit_attention import (cross_validate_attention, fit_attention
                                          fit_split, predict_attention, predict_mixed, predict_prefill)
 from simulator.fit.fit_collectives import fit_collectives
 from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
-from simulator.fit.fit_misc import (fit_elementwise, fit_graph_floor, fit_moe, predict_elementwise,
-                                    predict_moe)
+from simulator.fit.fit_misc import (fit_elementwise, fit_graph_floor, fit_moe, fit_moe_train, predict_elementwise,
+                                    predict_moe, predict_moe_train)
 from simulator.fit.measurements import Measurements
 from simulator.hardware import DTYPE_BYTES, Efficiency, HardwareProfile
 
@@ -113,6 +113,11 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
             eff.moe[kernel] = c
             rep.add(f"moe {kernel}", predict_moe(c, rows, peak16, bw, g) / rows["us"].to_numpy() - 1, "in-sample")
             derived.append(f"moe.{kernel}: {c.fit_note}")
+    mt = m.table("moe_train")
+    if not mt.empty:
+        c = eff.moe_train = fit_moe_train(mt, peak16, bw)
+        rep.add("moe training experts", predict_moe_train(c, mt, peak16, bw) / mt["us"].to_numpy() - 1, "in-sample")
+        derived.append(f"moe_train: {c.fit_note}")
     ew = m.table("elementwise")
     for op in EW_OPS:
         rows = ew[ew["op"] == op] if not ew.empty else ew
@@ -166,7 +171,7 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
                 derived.append(f"collectives {', '.join(kept)}: transferred unchanged from {like.name}")
     if like is not None:
         fitted = {d.split(":")[0].split(".")[0] for d in derived}
-        for part in ("gemm", "attention", "prefill", "moe", "elementwise", "collectives"):
+        for part in ("gemm", "attention", "prefill", "moe", "moe_train", "elementwise", "collectives"):
             if part not in fitted and getattr(eff, part):
                 transferred.append(part)
     text = [base.derivation.strip()]

@@ -4,6 +4,7 @@ Formats (see calibration/h200/shared/README.md and calibration/vidur/README.md):
 - gemm: op,m,n,k,us (dtype fp8 when the file name says fp8)
 - attention: batch,q_len,ctx,hq,hkv,d,us (backend from the file name: sdpa_gqa, prefill, else packed)
 - moe: tokens,experts,topk,hidden,inter,us [impl] (no impl: the expert GEMMs alone, batched over every expert)
+- moe training: shape,tokens,experts,topk,hidden,inter,pass,us (pass fwd | fwd_bwd | fwd_permute)
 - elementwise: op,rows,width,us; graph overhead: n_kernels,us
 - Vidur per-operator tables (time_stats.<op>.median in ms per layer, by num_tokens and TP) and NCCL tables
 - PyTorch/vLLM profiler chrome traces (.json / .json.gz), see chrome_trace.py
@@ -37,6 +38,7 @@ class Measurements:
     prefill: list[pd.DataFrame] = field(default_factory=list)
     attention_mixed: list[pd.DataFrame] = field(default_factory=list)  # kind,batch,q_len,hq,hkv,d,ctx_list,us
     moe: list[pd.DataFrame] = field(default_factory=list)  # +impl ("experts" for expert-GEMM-only rows)
+    moe_train: list[pd.DataFrame] = field(default_factory=list)  # +pass (fwd, fwd_bwd, fwd_permute)
     elementwise: list[pd.DataFrame] = field(default_factory=list)
     graph: list[pd.DataFrame] = field(default_factory=list)
     network: list[pd.DataFrame] = field(default_factory=list)  # collective,group,bytes,us,source
@@ -131,6 +133,12 @@ def read_file(path: str | Path, m: Measurements, attention_backend: str = "packe
         else:
             backend = "sdpa_gqa" if "sdpa" in name else attention_backend
             m.attention.append(df.assign(backend=backend))
+    elif MOE_COLS | {"pass"} <= cols:
+        df = _check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
+        bad = set(df["pass"]) - {"fwd", "fwd_bwd", "fwd_permute"}
+        if bad:
+            raise RlsimError(f"unknown pass {sorted(bad)[0]!r} (fwd, fwd_bwd, fwd_permute)", str(p))
+        m.moe_train.append(df[list(MOE_COLS) + ["pass"]].assign(source=src))
     elif MOE_COLS <= cols:
         df = _check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
         impl = df["impl"] if "impl" in cols else "experts"

@@ -5,7 +5,10 @@ training tensor/expert parallelism, with logits for every token. A backward pass
 (dgrad + wgrad GEMMs: 2x) and attention's backward `attention_backward_ratio` forwards (FlashAttention-2's
 backward is about 2.5x its forward); activation recompute adds forwards; the distributed optimizer's gradient
 reduce-scatter and parameter all-gather run over the data-parallel group, partly hidden behind the backward pass;
-the Adam step is memory-bound. What the kernel model does not see (data loading, kernel gaps between layers,
+the Adam step is memory-bound. Routed MoE experts, where the hardware profile has a training curve
+(`efficiency.moe_train`, fitted on measured grouped GEMMs), are priced with it instead: grouped-GEMM forward and
+backward at their measured efficiencies (the backward is not 2 forwards there) plus the permutation to expert
+order and back. What the kernel model does not see (data loading, kernel gaps between layers,
 load imbalance of packed micro-batches, stragglers) is one `framework_efficiency` factor on the compute, stated
 and calibrated in the scenario.
 """
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.costmodel.collectives import collective_time
+from simulator.costmodel.moe import moe_time, moe_train_times
 from simulator.costmodel.parallelism import Parallelism, check_parallelism
 from simulator.costmodel.step import StepCostModel
 from simulator.errors import RlsimError
@@ -150,15 +154,33 @@ class TrainingCostModel:
         return pack(mine, s.micro_batch_tokens)
 
     def forward_time(self, mb: np.ndarray) -> tuple[float, dict]:
-        """One micro-batch's forward over every layer (s), with the attention share (and expert-parallel
-        dispatch + combine all-to-alls for MoE models)."""
+        """One micro-batch's forward over every layer (s), with the attention share, the routed experts'
+        training forward and backward (`experts_fwd`, `experts_bwd`, when the profile has a training MoE curve)
+        and, for MoE models, expert-parallel dispatch + combine all-to-alls."""
         r = self.fwd.step(mb, mb, logit_tokens=int(mb.sum()))
         t = r.time_s
+        bd = dict(r.breakdown)
         m, s = self.model, self.s
+        curve = self.hw.efficiency.moe_train
+        if m.is_moe and curve is not None:
+            mo, tokens = m.moe, float(mb.sum())
+            ffn = mo.expert_ffn // s.tp
+            local = mo.experts // s.ep
+            # replace what the step model priced (the inference curve, every expert local at ep=1) with the
+            # training curve: this GPU's micro-batch tokens, balanced routing over its E / EP experts
+            inference = moe_time(self.fwd.moe_curve, self.fwd.peak, self.fwd.bw, tokens, m.hidden, ffn,
+                                 mo.experts, mo.top_k, mo.experts, self.fwd.w_bytes)
+            f, b = moe_train_times(curve, self.fwd.peak, self.fwd.bw, tokens, m.hidden, ffn, mo.experts, mo.top_k,
+                                   local)
+            t += m.moe_layers * (f - inference)
+            bd["experts_fwd"], bd["experts_bwd"] = m.moe_layers * f, m.moe_layers * b
         if m.is_moe and s.ep > 1:
+            # Megatron orders ranks tp-cp-ep-dp-pp: an expert-parallel group spans tp * cp * ep consecutive GPUs
+            # (one NVLink domain when that fits), not the whole job
             size = float(mb.sum()) * m.moe.top_k * m.hidden * 2.0
-            t += 2 * m.moe_layers * collective_time(self.hw, "all_to_all", size, s.ep, s.gpus)
-        return t, r.breakdown
+            span = s.tp * s.cp * s.ep
+            t += 2 * m.moe_layers * collective_time(self.hw, "all_to_all", size, s.ep, span)
+        return t, bd
 
     def logprob_time(self, seq_lens: np.ndarray, passes: int = 2) -> TrainCost:
         """Policy and reference logprobs: `passes` forward passes over every sequence (no backward)."""
@@ -172,14 +194,15 @@ class TrainingCostModel:
         """Forward + backward over every sequence, gradient sync and optimizer step(s)."""
         s, m = self.s, self.model
         mbs = self._split(seq_lens)
-        fwd = attn = 0.0
+        fwd = attn = xf = xb = 0.0
         for mb in mbs:
             t, bd = self.forward_time(mb)
             fwd += t
             attn += bd["attention"]
-        fwd /= s.pp
-        attn /= s.pp
-        bwd = s.backward_ratio * (fwd - attn) + s.attention_backward_ratio * attn
+            xf += bd.get("experts_fwd", 0.0)
+            xb += bd.get("experts_bwd", 0.0)
+        fwd, attn, xf, xb = fwd / s.pp, attn / s.pp, xf / s.pp, xb / s.pp
+        bwd = s.backward_ratio * (fwd - attn - xf) + s.attention_backward_ratio * attn + xb
         recompute = {"none": 0.0, "selective": attn, "full": fwd}[s.recompute]
         compute = (fwd + bwd + recompute) / s.framework_efficiency
         bubble = compute / max(len(mbs), 1) * (s.pp - 1) if s.pp > 1 else 0.0
