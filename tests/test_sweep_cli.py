@@ -68,32 +68,55 @@ def test_every_point_failing_exits_nonzero(tmp_path):
     assert len(pd.read_csv(tmp_path / "x.csv")) == 2
 
 
-def test_ctrl_c_leaves_a_valid_file_and_resume_finishes(tmp_path):
-    out = tmp_path / "int.parquet"
-    cmd = [sys.executable, "-m", "simulator", "sweep", TINY, "--grid", "seed=0:399", "--workers", "2",
-           "--out", str(out), "--no-progress"]
+def _interrupt_when(cmd, ready, timeout=60):
+    """Start a sweep in its own process group, wait until `ready()` is true, then Ctrl-C the whole group.
+
+    The child gets the default SIGINT disposition: a test run started in the background of a non-interactive
+    shell inherits SIGINT ignored (POSIX), and the sweep would then never see the Ctrl-C."""
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:  # wait until some points are in the file
-        time.sleep(0.3)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
         try:
-            if len(pd.read_parquet(out)) >= 5:
+            if ready():
                 break
         except Exception:  # noqa: BLE001 (not written yet)
             pass
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
     _, err = proc.communicate(timeout=60)
+    return proc, err
+
+
+def test_ctrl_c_leaves_a_valid_file_and_resume_finishes(tmp_path):
+    # CSV rows appear as points finish, so the interrupt lands mid-sweep however fast the machine is
+    out = tmp_path / "int.csv"
+    cmd = [sys.executable, "-m", "simulator", "sweep", TINY, "--grid", "seed=0:399", "--workers", "2",
+           "--out", str(out), "--no-progress"]
+    proc, err = _interrupt_when(cmd, lambda: len(pd.read_csv(out)) >= 5)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
-    t = pd.read_parquet(out)
+    t = pd.read_csv(out)
     assert 5 <= len(t) < 400 and t["point"].is_monotonic_increasing and t["error"].isna().all()
     p = run_cli("sweep", TINY, "--grid", "seed=0:399", "--workers", "2", "--out", str(out), "--resume",
                 "--no-progress")
     assert p.returncode == 0, p.stderr
     assert f"{len(t)} already there" in p.stdout
-    full = pd.read_parquet(out)
+    full = pd.read_csv(out)
     assert sorted(full["seed"]) == list(range(400)) and full["point"].is_unique
+
+
+def test_ctrl_c_leaves_a_readable_parquet_file(tmp_path):
+    # Parquet is rewritten every few seconds: a grid far too large to finish before the first rewrite
+    out = tmp_path / "int.parquet"
+    cmd = [sys.executable, "-m", "simulator", "sweep", TINY, "--grid", "seed=0:3999", "--workers", "2",
+           "--out", str(out), "--no-progress"]
+    proc, err = _interrupt_when(cmd, lambda: len(pd.read_parquet(out)) >= 1)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    t = pd.read_parquet(out)
+    assert 1 <= len(t) < 4000 and t["point"].is_monotonic_increasing and t["error"].isna().all()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None,
