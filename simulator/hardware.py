@@ -7,15 +7,14 @@ seconds. `sources` maps a field path to where its number came from.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
+from simulator.catalogue import Catalogue
 from simulator.errors import RlsimError
 from simulator.paths import hardware_dir
-from simulator.yamlio import YamlModel, read_yaml
+from simulator.yamlio import YamlModel
 
 Dtype = Literal["bf16", "fp8", "fp4"]
 DTYPE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
@@ -216,38 +215,13 @@ class HardwareProfile(YamlModel):
         raise RlsimError(f"profile {self.name} has no fitted GEMM efficiency; run `rlsim fit kernels`", "hardware")
 
 
-def _profile_files() -> list[Path]:
-    d = hardware_dir()
-    return sorted(d.glob("*.yaml")) if d.is_dir() else []
-
-
-@lru_cache(maxsize=None)
-def _index() -> dict[str, Path]:
-    idx: dict[str, Path] = {}
-    for f in _profile_files():
-        data = read_yaml(f)
-        for n in [data.get("name", f.stem), f.stem, *data.get("aliases", [])]:
-            idx[str(n).lower()] = f
-    return idx
+_CATALOGUE = Catalogue("hardware", hardware_dir, HardwareProfile)
 
 
 def hardware_names() -> list[str]:
-    return sorted({read_yaml(p).get("name", p.stem) for p in set(_index().values())}, key=str.lower)
-
-
-@lru_cache(maxsize=None)
-def _load_path(path: str) -> HardwareProfile:
-    return HardwareProfile.load(path)
+    return _CATALOGUE.names()
 
 
 def load_hardware(name_or_path: str, field: str = "hardware") -> HardwareProfile:
     """A profile by name/alias (case-insensitive) or YAML path."""
-    if isinstance(name_or_path, HardwareProfile):
-        return name_or_path
-    s = str(name_or_path)
-    if s.endswith((".yaml", ".yml")) and Path(s).is_file():
-        return _load_path(str(Path(s).resolve()))
-    f = _index().get(s.lower())
-    if f is None:
-        raise RlsimError(f"unknown hardware {s!r}; known: {', '.join(hardware_names())}", field)
-    return _load_path(str(f))
+    return _CATALOGUE.load(name_or_path, field)

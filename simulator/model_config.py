@@ -6,15 +6,13 @@ catalogue tests compare them with the published totals.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from simulator.errors import RlsimError
+from simulator.catalogue import Catalogue
 from simulator.paths import models_dir
-from simulator.yamlio import YamlModel, read_yaml
+from simulator.yamlio import YamlModel
 
 
 class AttentionConfig(YamlModel):
@@ -213,38 +211,13 @@ class ModelConfig(YamlModel):
         return self.layers * self.attention.kv_cache_elems_per_token
 
 
-def _catalogue_files() -> list[Path]:
-    d = models_dir()
-    return sorted(d.glob("*.yaml")) if d.is_dir() else []
-
-
-@lru_cache(maxsize=None)
-def _index() -> dict[str, Path]:
-    idx: dict[str, Path] = {}
-    for f in _catalogue_files():
-        data = read_yaml(f)
-        for n in [data.get("name", f.stem), f.stem, *data.get("aliases", [])]:
-            idx[str(n).lower()] = f
-    return idx
+_CATALOGUE = Catalogue("model", models_dir, ModelConfig)
 
 
 def model_names() -> list[str]:
-    return sorted({read_yaml(p).get("name", p.stem) for p in set(_index().values())}, key=str.lower)
-
-
-@lru_cache(maxsize=None)
-def _load_path(path: str) -> ModelConfig:
-    return ModelConfig.load(path)
+    return _CATALOGUE.names()
 
 
 def load_model(name_or_path: str, field: str = "model") -> ModelConfig:
     """A model by catalogue name/alias (case-insensitive) or by a YAML path."""
-    if isinstance(name_or_path, ModelConfig):
-        return name_or_path
-    s = str(name_or_path)
-    if s.endswith((".yaml", ".yml")) and Path(s).is_file():
-        return _load_path(str(Path(s).resolve()))
-    f = _index().get(s.lower())
-    if f is None:
-        raise RlsimError(f"unknown model {s!r}; known: {', '.join(model_names())}", field)
-    return _load_path(str(f))
+    return _CATALOGUE.load(name_or_path, field)

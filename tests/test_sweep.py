@@ -117,7 +117,7 @@ def test_rows_equal_run_pipeline_of_each_point(serial):
 
 
 def test_same_results_whatever_the_worker_count_and_format(serial, tmp_path):
-    par = run_sweep(TINY, GRID, tmp_path / "par.parquet", workers=2, progress=False)
+    run_sweep(TINY, GRID, tmp_path / "par.parquet", workers=2, progress=False)
     a = serial.table.drop(columns=["wall_s"])
     b = read_results(tmp_path / "par.parquet").drop(columns=["wall_s"])
     assert list(b["point"]) == [0, 1, 2, 3]  # written in point order
