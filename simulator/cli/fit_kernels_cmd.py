@@ -7,7 +7,8 @@ import os
 from simulator.errors import RlsimError
 
 HELP = """Measurement files: kernel CSVs (gemm: op,m,n,k,us; attention: batch,q_len,ctx,hq,hkv,d,us; moe:
-tokens,experts,topk,hidden,inter,us[,impl]; elementwise: op,rows,width,us; graph: n_kernels,us), Vidur operator
+tokens,experts,topk,hidden,inter,us[,impl]; training MoE: shape,tokens,experts,topk,hidden,inter,pass,us with pass
+fwd, fwd_bwd or fwd_permute; elementwise: op,rows,width,us; graph: n_kernels,us), Vidur operator
 and NCCL tables, device.json, and PyTorch/vLLM profiler chrome traces (.json, .json.gz). Directories are read
 whole. Whole-model step tables are recognised and left out of the fit (they validate it)."""
 

@@ -41,8 +41,7 @@ def run(args) -> int:
     out = {"hardware": target.hw.name, "model": target.model.name, "drafter": args.drafter,
            "step_overhead_s": fit.step_overhead_s, "spec_iteration_overhead_s": fit.iteration_overhead_s,
            "draft_step_overhead_s": fit.draft_step_overhead_s,
-           "rows": [{k: (bool(v) if k == "held_out" else (float(v) if not isinstance(v, str) else v))
-                     for k, v in r.items()} for r in fit.rows]}
+           "rows": fit.rows}
     if args.json:
         print(json.dumps(out))
         return 0

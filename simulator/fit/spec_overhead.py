@@ -15,7 +15,7 @@ against k) gives the other two. All times in seconds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +95,7 @@ def fit_spec_overhead(target: StepCostModel, table: pd.DataFrame, method: str = 
     resid = np.array([r.tpot_ms * 1e-3 * r.acceptance_length - gpu[int(r.k)] - step_oh for r in fit_on.itertuples()])
     slope, intercept = np.polyfit(ks, resid, 1)
     fit = SpecOverheadFit(step_oh, float(intercept), float(slope))
-    return SpecOverheadFit(step_oh, float(intercept), float(slope),
-                           compare(target, fit, table, method, draft_model, context, fit_ks))
+    return replace(fit, rows=compare(target, fit, table, method, draft_model, context, fit_ks))
 
 
 def compare(target: StepCostModel, fit: SpecOverheadFit, table: pd.DataFrame, method: str,
@@ -110,6 +109,6 @@ def compare(target: StepCostModel, fit: SpecOverheadFit, table: pd.DataFrame, me
         it = spec.iteration(cached, k, accepted=tau).time_s + fit.step_overhead_s
         pred = it / tau * 1e3
         out.append({"drafter": method, "k": k, "acceptance_length": tau, "measured_tpot_ms": float(r.tpot_ms),
-                    "predicted_tpot_ms": pred, "error": pred / float(r.tpot_ms) - 1.0,
+                    "predicted_tpot_ms": float(pred), "error": float(pred / float(r.tpot_ms) - 1.0),
                     "held_out": fit_ks is not None and k not in fit_ks})
     return out
