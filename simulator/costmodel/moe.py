@@ -47,6 +47,17 @@ def moe_time(c: MoECurve, peak: float, bandwidth: float, tokens: float, hidden: 
     return (tc ** c.p + tm ** c.p) ** (1.0 / c.p) + c.route_s + c.route_s_per_row * routed
 
 
+def moe_permute_bytes(tokens: float, hidden: int, top_k: int, a_bytes: float = 2.0) -> float:
+    """HBM bytes of one permutation to expert order and back (gather tokens * top_k rows: read + write; scatter-add
+    them into the tokens' rows: read the rows, read + write the output)."""
+    return (3 * tokens * top_k + 2 * tokens) * hidden * a_bytes
+
+
+def moe_permute_time(c: MoETrainCurve, bandwidth: float, tokens: float, hidden: int, top_k: int) -> float:
+    """Seconds of one permutation to expert order and back at the curve's fraction of HBM bandwidth."""
+    return moe_permute_bytes(tokens, hidden, top_k) / (bandwidth * c.permute_eff)
+
+
 def moe_train_times(c: MoETrainCurve, peak: float, bandwidth: float, tokens: float, hidden: int, expert_ffn: int,
                     experts: int, top_k: int, local_experts: int | None = None) -> tuple[float, float]:
     """(forward, backward) seconds of one MoE layer's routed experts in training, on one GPU (MoETrainCurve).
@@ -65,5 +76,5 @@ def moe_train_times(c: MoETrainCurve, peak: float, bandwidth: float, tokens: flo
     eff = float(np.interp(lm, x, c.fwd_eff))
     ratio = float(np.interp(lm, x, c.bwd_ratio))
     gemm = 2.0 * rows * 3 * hidden * expert_ffn / (peak * eff)
-    permute = (3 * rows + 2 * tokens) * hidden * 2.0 / (bandwidth * c.permute_eff)
+    permute = moe_permute_time(c, bandwidth, tokens, hidden, top_k)
     return gemm + permute, ratio * gemm + permute

@@ -169,6 +169,13 @@ class StepCostModel:
         # attention half (norm, qkv, 2 KV writes, attention, o, add, norm, add, router) + the MoE block
         self.kernels_per_moe_layer = 10 + self.moe_kernels + (4 if (m.moe and m.moe.shared_experts) else 0)
 
+    def routed_expert_time(self, tokens: float) -> float:
+        """Seconds of one MoE layer's routed experts (routing + expert GEMMs) for `tokens` new tokens."""
+        m, par = self.model, self.par
+        mo = m.moe
+        return moe_time(self.moe_curve, self.peak, self.bw, tokens, m.hidden, mo.expert_ffn // par.tp, mo.experts,
+                        mo.top_k, mo.experts // par.ep, self.w_bytes)
+
     # ------------------------------------------------------------------ token-count-dependent part
     def _token_part(self, tokens: int, logit_tokens: int) -> tuple[float, dict, int]:
         """(time, breakdown, kernels) of everything that depends only on the token counts."""
@@ -209,10 +216,7 @@ class StepCostModel:
             layer_other += t
         bd["other"] += layer_other
         if m.moe_layers and tokens > 0:
-            mo = m.moe
-            t = moe_time(self.moe_curve, self.peak, self.bw, tokens, m.hidden, mo.expert_ffn // par.tp, mo.experts,
-                         mo.top_k, mo.experts // par.ep, self.w_bytes)
-            bd["moe"] += m.moe_layers * t
+            bd["moe"] += m.moe_layers * self.routed_expert_time(tokens)
         # communication (one kernel per collective)
         span = par.gpus
         act = t_local * m.hidden * 2.0

@@ -7,7 +7,7 @@ from scipy.optimize import least_squares, lsq_linear
 
 from simulator.costmodel.elementwise import TRAFFIC
 from simulator.costmodel.gemm import gemm_time
-from simulator.costmodel.moe import moe_time, moe_train_times
+from simulator.costmodel.moe import moe_permute_bytes, moe_permute_time, moe_time, moe_train_times
 from simulator.hardware import CollectiveCurve, ElementwiseCurve, GemmCurve, MoECurve, MoETrainCurve
 
 
@@ -59,7 +59,7 @@ def fit_moe_train(df: pd.DataFrame, peak: float, bw: float) -> MoETrainCurve:
     m = rows / piv["experts"]
     flops = 2.0 * rows * 3 * piv["hidden"] * piv["inter"]
     piv = piv.assign(m=m, eff=flops / (piv["fwd"] * 1e-6 * peak), ratio=(piv["fwd_bwd"] - piv["fwd"]) / piv["fwd"],
-                     perm=(3 * rows + 2 * piv["tokens"]) * piv["hidden"] * 2.0
+                     perm=moe_permute_bytes(piv["tokens"], piv["hidden"], piv["topk"])
                      / ((piv["fwd_permute"] - piv["fwd"]).clip(lower=1e-3) * 1e-6 * bw))
     g = piv.groupby("m")[["eff", "ratio"]].mean().sort_index()
     return MoETrainCurve(rows_per_expert=[float(v) for v in g.index], fwd_eff=[round(float(v), 5) for v in g["eff"]],
@@ -76,7 +76,7 @@ def predict_moe_train(c: MoETrainCurve, df: pd.DataFrame, peak: float, bw: float
     cols = zip(df["tokens"], df["hidden"], df["inter"], df["experts"], df["topk"], df["pass"])
     for i, (tok, h, inter, e, k, kind) in enumerate(cols):
         f, b = moe_train_times(c, peak, bw, tok, int(h), int(inter), int(e), int(k))
-        perm = (3 * tok * k + 2 * tok) * h * 2.0 / (bw * c.permute_eff)
+        perm = moe_permute_time(c, bw, tok, int(h), int(k))
         out[i] = {"fwd": f - perm, "fwd_permute": f, "fwd_bwd": f + b - 2 * perm}[kind] * 1e6
     return out
 

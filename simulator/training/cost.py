@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.costmodel.collectives import collective_time
-from simulator.costmodel.moe import moe_time, moe_train_times
+from simulator.costmodel.moe import moe_train_times
 from simulator.costmodel.parallelism import Parallelism, check_parallelism
 from simulator.costmodel.step import StepCostModel
 from simulator.errors import RlsimError
@@ -168,8 +168,7 @@ class TrainingCostModel:
             local = mo.experts // s.ep
             # replace what the step model priced (the inference curve, every expert local at ep=1) with the
             # training curve: this GPU's micro-batch tokens, balanced routing over its E / EP experts
-            inference = moe_time(self.fwd.moe_curve, self.fwd.peak, self.fwd.bw, tokens, m.hidden, ffn,
-                                 mo.experts, mo.top_k, mo.experts, self.fwd.w_bytes)
+            inference = self.fwd.routed_expert_time(tokens)
             f, b = moe_train_times(curve, self.fwd.peak, self.fwd.bw, tokens, m.hidden, ffn, mo.experts, mo.top_k,
                                    local)
             t += m.moe_layers * (f - inference)
