@@ -45,6 +45,19 @@ def mp_context():
     return mp.get_context("spawn")
 
 
+WORKER_DIED = "worker process died while running this point (or one beside it): out of memory or a crash"
+
+
+def _top_up(it: Iterator[tuple], pending: dict, window: int, submit) -> bool:
+    """Submit tasks from `it` (pending[handle] = task) until `window` are pending; True once `it` is exhausted."""
+    while len(pending) < window:
+        t = next(it, None)
+        if t is None:
+            return True
+        pending[submit(t)] = t
+    return False
+
+
 def local_rows(tasks: Iterable[tuple], job: Job, workers: int) -> Iterator[dict]:
     """Run tasks in local processes; yields rows as they finish."""
     if workers <= 0:  # in-process (debugging, profiling)
@@ -62,12 +75,8 @@ def local_rows(tasks: Iterable[tuple], job: Job, workers: int) -> Iterator[dict]
         broken = False
         try:
             while True:
-                while not exhausted and len(pending) < window:
-                    t = next(it, None)
-                    if t is None:
-                        exhausted = True
-                        break
-                    pending[ex.submit(run_point, t)] = t
+                if not exhausted:
+                    exhausted = _top_up(it, pending, window, lambda t: ex.submit(run_point, t))
                 if not pending:
                     return
                 done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
@@ -77,12 +86,10 @@ def local_rows(tasks: Iterable[tuple], job: Job, workers: int) -> Iterator[dict]
                         yield f.result()
                     except BrokenProcessPool:
                         broken = True
-                        yield {"point": t[0], "error": "worker process died while running this point (or one "
-                                                        "beside it): out of memory or a crash", "wall_s": None}
+                        yield {"point": t[0], "error": WORKER_DIED, "wall_s": None}
                 if broken:
                     for f, t in pending.items():
-                        yield {"point": t[0], "error": "worker process died while running this point (or one "
-                                                        "beside it): out of memory or a crash", "wall_s": None}
+                        yield {"point": t[0], "error": WORKER_DIED, "wall_s": None}
                     pending.clear()
                     break
         finally:
@@ -150,12 +157,8 @@ def ray_rows(tasks: Iterable[tuple], job: Job, workers: int, address: str | None
     exhausted = False
     try:
         while True:
-            while not exhausted and len(pending) < window:
-                t = next(it, None)
-                if t is None:
-                    exhausted = True
-                    break
-                pending[remote.remote(job_ref, t)] = t
+            if not exhausted:
+                exhausted = _top_up(it, pending, window, lambda t: remote.remote(job_ref, t))
             if not pending:
                 return
             ready, _ = ray.wait(list(pending), num_returns=1)
