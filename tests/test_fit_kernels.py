@@ -89,21 +89,18 @@ def test_trace_becomes_fit_rows(shared):
     assert shared.eager_launch_s and all(1e-6 < x < 1e-3 for x in shared.eager_launch_s)
 
 
-def test_unknown_measurement_file_is_one_line(tmp_path):
-    bad = tmp_path / "weird.csv"
-    bad.write_text("a,b\n1,2\n")
+@pytest.mark.parametrize("name, text, needles", [
+    ("weird.csv", "a,b\n1,2\n", ["weird.csv"]),  # unknown columns
+    ("trace.json", '{"traceEvents": [', ["trace.json"]),  # malformed chrome trace
+    ("moe_train_bad.csv", "shape,tokens,experts,topk,hidden,inter,pass,us\nx,1024,128,8,2048,768,sideways,10\n",
+     ["moe_train_bad.csv", "sideways"]),  # training-MoE table with an unknown pass
+])
+def test_bad_measurement_file_is_one_line_and_writes_nothing(tmp_path, name, text, needles):
+    bad = tmp_path / name
+    bad.write_text(text)
     out = tmp_path / "x.yaml"
     proc = run_cli("fit", "kernels", "--base", "h200", str(bad), "--out", str(out))
-    assert_one_line_error(proc, "weird.csv")
-    assert not out.exists()
-
-
-def test_malformed_trace_is_one_line(tmp_path):
-    bad = tmp_path / "trace.json"
-    bad.write_text('{"traceEvents": [')
-    out = tmp_path / "x.yaml"
-    proc = run_cli("fit", "kernels", "--base", "h200", str(bad), "--out", str(out))
-    assert_one_line_error(proc, "trace.json")
+    assert_one_line_error(proc, *needles)
     assert not out.exists()
 
 

@@ -63,12 +63,3 @@ def test_expert_parallel_all_to_all_stays_on_nvlink_within_a_node():
     t8, _ = one_node.forward_time(np.array([4096]))
     t16, _ = across.forward_time(np.array([4096]))
     assert t16 > 1.5 * t8  # EP 16 spans two 8-GPU nodes: the all-to-alls go over the network
-
-
-def test_unknown_pass_is_one_line_naming_the_file(tmp_path):
-    from conftest import assert_one_line_error, run_cli
-    f = tmp_path / "moe_train_bad.csv"
-    f.write_text("shape,tokens,experts,topk,hidden,inter,pass,us\nx,1024,128,8,2048,768,sideways,10\n")
-    r = run_cli("fit", "kernels", "--base", "h200", str(f), "--out", str(tmp_path / "p.yaml"))
-    assert_one_line_error(r, "moe_train_bad.csv", "sideways")
-    assert not (tmp_path / "p.yaml").exists()

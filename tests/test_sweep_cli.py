@@ -68,11 +68,14 @@ def test_every_point_failing_exits_nonzero(tmp_path):
     assert len(pd.read_csv(tmp_path / "x.csv")) == 2
 
 
-def _interrupt_when(cmd, ready, timeout=60):
-    """Start a sweep in its own process group, wait until `ready()` is true, then Ctrl-C the whole group.
+def _interrupt_when(grid, out, ready, timeout=60):
+    """Start a 2-worker sweep of TINY over `grid` into `out` in its own process group, wait until `ready()` is
+    true, then Ctrl-C the whole group.
 
     The child gets the default SIGINT disposition: a test run started in the background of a non-interactive
     shell inherits SIGINT ignored (POSIX), and the sweep would then never see the Ctrl-C."""
+    cmd = [sys.executable, "-m", "simulator", "sweep", TINY, "--grid", grid, "--workers", "2", "--out", str(out),
+           "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -92,9 +95,7 @@ def _interrupt_when(cmd, ready, timeout=60):
 def test_ctrl_c_leaves_a_valid_file_and_resume_finishes(tmp_path):
     # CSV rows appear as points finish, so the interrupt lands mid-sweep however fast the machine is
     out = tmp_path / "int.csv"
-    cmd = [sys.executable, "-m", "simulator", "sweep", TINY, "--grid", "seed=0:399", "--workers", "2",
-           "--out", str(out), "--no-progress"]
-    proc, err = _interrupt_when(cmd, lambda: len(pd.read_csv(out)) >= 5)
+    proc, err = _interrupt_when("seed=0:399", out, lambda: len(pd.read_csv(out)) >= 5)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
     t = pd.read_csv(out)
@@ -110,9 +111,7 @@ def test_ctrl_c_leaves_a_valid_file_and_resume_finishes(tmp_path):
 def test_ctrl_c_leaves_a_readable_parquet_file(tmp_path):
     # Parquet is rewritten every few seconds: a grid far too large to finish before the first rewrite
     out = tmp_path / "int.parquet"
-    cmd = [sys.executable, "-m", "simulator", "sweep", TINY, "--grid", "seed=0:3999", "--workers", "2",
-           "--out", str(out), "--no-progress"]
-    proc, err = _interrupt_when(cmd, lambda: len(pd.read_parquet(out)) >= 1)
+    proc, err = _interrupt_when("seed=0:3999", out, lambda: len(pd.read_parquet(out)) >= 1)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     t = pd.read_parquet(out)
