@@ -65,11 +65,10 @@ def read_tpot_table(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def _gpu_iteration_s(target: StepCostModel, method: str, draft_model: str | None, k: int, tau: float,
-                     context: int) -> float:
-    """Kernel seconds of one batch-1 iteration at `context` cached tokens (no framework overheads)."""
+def _gpu_iteration_s(spec: SpecDecodeCost, k: int, tau: float, context: int) -> float:
+    """Kernel seconds of one batch-1 iteration at `context` cached tokens (no framework overheads; k = 0: plain
+    decoding)."""
     cached = np.array([context], dtype=np.int64)
-    spec = SpecDecodeCost(target, DraftConfig(method=method if k else "none", draft_model=draft_model))
     return spec.iteration(cached, k, accepted=tau if k else None).time_s
 
 
@@ -81,18 +80,19 @@ def fit_spec_overhead(target: StepCostModel, table: pd.DataFrame, method: str = 
     context: tokens in the KV cache at a typical step (batch 1: attention is a small part, so a rough value
     does). fit_ks: the k values to fit on (default all); the other rows are reported as held out.
     """
-    plain = table[(table.drafter == "none") & (table.k == 0)].iloc[0]
-    step_oh = float(plain.tpot_ms) * 1e-3 - _gpu_iteration_s(target, "none", None, 0, 1.0, context)
     rows = table[table.drafter == method].sort_values("k")
     if rows.empty:
         raise RlsimError(f"no rows of drafter {method!r} in the table", "drafter")
     fit_on = rows if fit_ks is None else rows[rows.k.isin(fit_ks)]
     if fit_on.k.nunique() < 2:
         raise RlsimError("needs speculative rows at two or more k values to fit", "k")
-    gpu = {int(r.k): _gpu_iteration_s(target, method, draft_model, int(r.k), float(r.acceptance_length), context)
-           for r in rows.itertuples()}
+    bare = SpecDecodeCost(target, DraftConfig(method=method, draft_model=draft_model))
+    plain = table[(table.drafter == "none") & (table.k == 0)].iloc[0]
+    step_oh = float(plain.tpot_ms) * 1e-3 - _gpu_iteration_s(bare, 0, 1.0, context)
     ks = fit_on.k.to_numpy(dtype=float)
-    resid = np.array([r.tpot_ms * 1e-3 * r.acceptance_length - gpu[int(r.k)] - step_oh for r in fit_on.itertuples()])
+    resid = np.array([r.tpot_ms * 1e-3 * r.acceptance_length
+                      - _gpu_iteration_s(bare, int(r.k), float(r.acceptance_length), context) - step_oh
+                      for r in fit_on.itertuples()])
     slope, intercept = np.polyfit(ks, resid, 1)
     fit = SpecOverheadFit(step_oh, float(intercept), float(slope))
     return replace(fit, rows=compare(target, fit, table, method, draft_model, context, fit_ks))
