@@ -114,7 +114,7 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
     except RlsimError as e:
         raise RlsimError(e.message, "training." + str(e.field).removeprefix("training.")) from None
     draft_params = 0.0
-    if scn.speculative.method in ("eagle3", "eagle", "mtp", "tree", "draft_model") and sim.cost.spec.draft_first is not None:
+    if sim.cost.spec.draft_first is not None:  # a GPU draft (head or model): none and n-gram have none
         draft_params = float(sim.cost.spec.draft_first.model.total_params())
     train_draft = tr.draft.enabled and draft_params > 0
     rng = np.random.default_rng(seed)
