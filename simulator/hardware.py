@@ -134,6 +134,21 @@ class MoETrainCurve(YamlModel):
     fit_note: str = ""
 
 
+class HostCopyRates(YamlModel):
+    """GPU <-> host copies as a trainer moves its state between phases, bytes/s (one direction at a time).
+
+    pageable_d2h: tensor.to("cpu") into freshly allocated pageable host memory (the host's page faults and the
+    driver's staging bound it, not the link); pageable_h2d: tensor.to("cuda") from pageable host memory;
+    pinned_eff: copies between device memory and reused pinned host buffers, as a fraction of the profile's
+    host_bandwidth (the link bounds them).
+    """
+
+    pageable_d2h: float = Field(gt=0)
+    pageable_h2d: float = Field(gt=0)
+    pinned_eff: float = Field(gt=0, le=1)
+    fit_note: str = ""
+
+
 class ElementwiseCurve(YamlModel):
     """A memory-bound kernel over a [rows, width] tensor (seconds).
 
@@ -175,6 +190,7 @@ class Efficiency(YamlModel):
     prefill: PrefillCurve | None = None
     moe: dict[str, MoECurve] = {}  # by MoE kernel
     moe_train: MoETrainCurve | None = None  # training grouped-GEMM experts (training/cost.py)
+    host_copy: HostCopyRates | None = None  # trainer state offload/onload (pipeline/run.py)
     elementwise: dict[str, ElementwiseCurve] = {}  # rms_norm, add, silu, mul, copy
     collectives: dict[str, dict[str, CollectiveCurve]] = {}  # link -> op -> curve
     graph_kernel_s: float = 1.0e-6  # per-kernel floor inside a CUDA graph

@@ -8,7 +8,8 @@ from scipy.optimize import least_squares, lsq_linear
 from simulator.costmodel.elementwise import TRAFFIC
 from simulator.costmodel.gemm import gemm_time
 from simulator.costmodel.moe import moe_permute_bytes, moe_permute_time, moe_time, moe_train_times
-from simulator.hardware import CollectiveCurve, ElementwiseCurve, GemmCurve, MoECurve, MoETrainCurve
+from simulator.hardware import (CollectiveCurve, ElementwiseCurve, GemmCurve, HostCopyRates, MoECurve,
+                               MoETrainCurve)
 
 
 # ------------------------------------------------------------------ MoE
@@ -79,6 +80,38 @@ def predict_moe_train(c: MoETrainCurve, df: pd.DataFrame, peak: float, bw: float
         perm = moe_permute_time(c, bw, tok, int(h), int(k))
         out[i] = {"fwd": f - perm, "fwd_permute": f, "fwd_bwd": f + b - 2 * perm}[kind] * 1e6
     return out
+
+
+# ------------------------------------------------------------------ host copies
+HOST_COPY_MIN_BYTES = 4 * 2**30  # a trainer's offloaded state is GBs per GPU: fit on the sets of 4 GiB and more
+
+
+def fit_host_copy(df: pd.DataFrame, host_bandwidth: float) -> HostCopyRates:
+    """Rates (bytes/s) from host-copy timings (rows mode,total_bytes,tensor_bytes,seconds): per mode, the bytes of
+    every set of at least HOST_COPY_MIN_BYTES over their seconds (so each tensor size weighs by its time); pinned is
+    both directions together, as a fraction of the datasheet host link `host_bandwidth` (bytes/s)."""
+    big = df[df["total_bytes"] >= HOST_COPY_MIN_BYTES]
+    if big.empty:
+        raise ValueError(f"host-copy timings need sets of at least {HOST_COPY_MIN_BYTES / 2**30:.0f} GiB")
+
+    def rate(modes) -> float:
+        r = big[big["mode"].isin(modes)]
+        if r.empty:
+            raise ValueError(f"host-copy timings have no {'/'.join(modes)} rows")
+        return float(r["total_bytes"].sum() / r["seconds"].sum())
+
+    return HostCopyRates(pageable_d2h=round(rate(["d2h_pageable"]), -6), pageable_h2d=round(rate(["h2d_pageable"]), -6),
+                         pinned_eff=round(min(1.0, rate(["d2h_pinned", "h2d_pinned"]) / host_bandwidth), 4),
+                         fit_note=f"bytes over seconds of the {len(big)} timed sets of >= "
+                                  f"{HOST_COPY_MIN_BYTES / 2**30:.0f} GiB ({', '.join(sorted(set(df['source'])))})")
+
+
+def predict_host_copy(c: HostCopyRates, df: pd.DataFrame, host_bandwidth: float) -> np.ndarray:
+    """Seconds for each row of a host-copy table."""
+    pinned = c.pinned_eff * host_bandwidth
+    rate = {"d2h_pageable": c.pageable_d2h, "h2d_pageable": c.pageable_h2d, "d2h_pinned": pinned,
+            "h2d_pinned": pinned}
+    return df["total_bytes"].to_numpy(float) / df["mode"].map(rate).to_numpy(float)
 
 
 # ------------------------------------------------------------------ elementwise

@@ -10,8 +10,9 @@ from simulator.fit.fit_attention import (cross_validate_attention, fit_attention
                                          fit_split, predict_attention, predict_mixed, predict_prefill)
 from simulator.fit.fit_collectives import fit_collectives
 from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
-from simulator.fit.fit_misc import (fit_elementwise, fit_graph_floor, fit_moe, fit_moe_train, predict_elementwise,
-                                    predict_moe, predict_moe_train)
+from simulator.fit.fit_misc import (HOST_COPY_MIN_BYTES, fit_elementwise, fit_graph_floor, fit_host_copy, fit_moe,
+                                    fit_moe_train, predict_elementwise, predict_host_copy, predict_moe,
+                                    predict_moe_train)
 from simulator.fit.measurements import Measurements
 from simulator.hardware import DTYPE_BYTES, Efficiency, HardwareProfile
 
@@ -118,6 +119,12 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
         c = eff.moe_train = fit_moe_train(mt, peak16, bw)
         rep.add("moe training experts", predict_moe_train(c, mt, peak16, bw) / mt["us"].to_numpy() - 1, "in-sample")
         derived.append(f"moe_train: {c.fit_note}")
+    hc = m.table("host_copy")
+    if not hc.empty:
+        c = eff.host_copy = fit_host_copy(hc, base.host_bandwidth)
+        big = hc[hc["total_bytes"] >= HOST_COPY_MIN_BYTES]
+        rep.add("host copies (sets >= 4 GiB)", predict_host_copy(c, big, base.host_bandwidth) / big["seconds"].to_numpy() - 1, "in-sample")
+        derived.append(f"host_copy: {c.fit_note}")
     ew = m.table("elementwise")
     for op in EW_OPS:
         rows = ew[ew["op"] == op] if not ew.empty else ew
@@ -171,13 +178,18 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
                 derived.append(f"collectives {', '.join(kept)}: transferred unchanged from {like.name}")
     if like is not None:
         fitted = {d.split(":")[0].split(".")[0] for d in derived}
-        for part in ("gemm", "attention", "prefill", "moe", "moe_train", "elementwise", "collectives"):
+        for part in ("gemm", "attention", "prefill", "moe", "moe_train", "host_copy", "elementwise", "collectives"):
             if part not in fitted and getattr(eff, part):
                 transferred.append(part)
     text = [base.derivation.strip()]
     if derived:
         text.append("Fitted by `rlsim fit kernels` from: " + "; ".join(sorted(set(m.sources))) + ".")
         text += derived
+    if "host_copy" in transferred:
+        transferred.remove("host_copy")
+        text.append(f"host_copy transferred unchanged from {like.name} (assumption: its host's measured pageable-copy "
+                    f"rates, which the host CPU's page handling bounds, hold here; pinned copies at the same fraction "
+                    f"of this profile's host link).")
     if transferred:
         text.append(f"Transferred unchanged from {like.name} (assumption: the same fraction of peak FLOP/s and HBM "
                     f"bandwidth per kernel size, the same fixed overheads): {', '.join(transferred)}.")

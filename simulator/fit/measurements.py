@@ -27,6 +27,8 @@ MOE_COLS = {"tokens", "experts", "topk", "hidden", "inter", "us"}
 EW_COLS = {"op", "rows", "width", "us"}
 GRAPH_COLS = {"n_kernels", "us"}
 STEP_COLS = {"model", "batch", "q_len", "ctx", "us"}
+HOST_COPY_COLS = {"mode", "total_bytes", "tensor_bytes", "seconds"}
+HOST_COPY_MODES = ("d2h_pageable", "h2d_pageable", "d2h_pinned", "h2d_pinned")
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Measurements:
     moe: list[pd.DataFrame] = field(default_factory=list)  # +impl ("experts" for expert-GEMM-only rows)
     moe_train: list[pd.DataFrame] = field(default_factory=list)  # +pass (fwd, fwd_bwd, fwd_permute)
     elementwise: list[pd.DataFrame] = field(default_factory=list)
+    host_copy: list[pd.DataFrame] = field(default_factory=list)  # mode,total_bytes,tensor_bytes,seconds
     graph: list[pd.DataFrame] = field(default_factory=list)
     network: list[pd.DataFrame] = field(default_factory=list)  # collective,group,bytes,us,source
     eager_launch_s: list[float] = field(default_factory=list)
@@ -110,6 +113,12 @@ def read_file(path: str | Path, m: Measurements, attention_backend: str = "packe
     elif any(c.startswith("time_stats.") for c in cols) and {"num_workers", "size", "collective"} <= cols:
         from simulator.fit.vidur import vidur_network_rows
         m.network.append(vidur_network_rows(df, p))
+    elif HOST_COPY_COLS <= cols:
+        df = _check_numeric(df, ["total_bytes", "tensor_bytes", "seconds"], p)
+        bad = set(df["mode"]) - set(HOST_COPY_MODES)
+        if bad:
+            raise RlsimError(f"unknown mode {sorted(bad)[0]!r} ({', '.join(HOST_COPY_MODES)})", str(p))
+        m.host_copy.append(df[list(HOST_COPY_COLS)].assign(source=src))
     elif {"collective", "gpus", "bytes", "us"} <= cols:
         df = _check_numeric(df, ["gpus", "bytes", "us"], p)
         m.network.append(pd.DataFrame({"collective": df["collective"], "group": df["gpus"], "bytes": df["bytes"],

@@ -32,6 +32,10 @@ class PipelineConfig(YamlModel):
     refit_network_efficiency: float = Field(0.8, gt=0, le=1, description="non-colocated refit: fraction of link "
                                                                          "bandwidth of the NCCL broadcast")
     offload_optimizer: bool = Field(True, description="colocated: optimizer state leaves the GPU during generation")
+    offload_optimizer_bytes_per_param: float = Field(
+        10.0, gt=0, description="colocated: optimizer-state bytes moved per parameter of the GPU's optimizer shard "
+                                "(NeMo-RL issue #3976: 4.94 GB for Qwen2.5-0.5B's 494M parameters, i.e. fp32 exp_avg "
+                                "and exp_avg_sq plus the 16-bit remainder of the fp32 master weights)")
     response_growth_per_step: float = Field(0.0, description="relative growth of response lengths per RL step")
     distinct_rollouts: int = Field(2, ge=0, description="when nothing changes between steps (no length growth, no "
                                                         "acceptance drift), simulate at most this many rollouts and "

@@ -21,7 +21,8 @@ from simulator.pipeline.sim import TIMERS, StepCosts, simulate
 from simulator.rollout.sim import RolloutSimulator, build_acceptance
 from simulator.rollout.workload import RequestBatch, sample_requests
 from simulator.scenario import Scenario
-from simulator.training.cost import TrainingCostModel, TrainSetup, refit_time
+from simulator.training.cost import (TrainingCostModel, TrainSetup, colocated_offload_time, reference_swap_time,
+                                     refit_time)
 
 OUTPUT_KEYS = TIMERS + ("rollout_tokens_per_s", "tokens_per_s_per_gpu")
 
@@ -146,6 +147,8 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
         reward_s = rw.fixed_s + rw.s_per_sample * samples / rw.workers
         opt_steps = max(1, math.ceil(samples / tr.global_batch_size))
         lp = logprob_model.logprob_time(lens, passes=2 if tr.reference_logprobs else 1)
+        lp_s = lp.total_s + (reference_swap_time(train_model.hw, train_model.model, train_model.s)
+                             if tr.reference_logprobs else 0.0)
         tt = train_model.train_time(lens, optimizer_steps=opt_steps)
         train_s = tt.total_s
         if train_draft:
@@ -157,8 +160,11 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
                         draft_params=draft_params if train_draft else 0.0)
         refit_s = rf.total_s
         if p.colocated and p.offload_optimizer:
-            refit_s += _offload_s(train_model)
-        costs.append(StepCosts(generation_s=gen_s, reward_s=reward_s, logprob_s=lp.total_s, train_s=train_s,
+            off = colocated_offload_time(train_model.hw, train_model.model, train_model.s,
+                                         p.offload_optimizer_bytes_per_param).parts
+            refit_s += off["optimizer_offload"] + off["params_offload"]  # NeMo-RL: prepare_for_generation
+            train_s += off["optimizer_onload"] + off["params_onload"]  # NeMo-RL: logprob/training prep
+        costs.append(StepCosts(generation_s=gen_s, reward_s=reward_s, logprob_s=lp_s, train_s=train_s,
                                refit_s=refit_s, data_s=p.data_s, generated_tokens=generated,
                                total_tokens=total_tokens, mean_acceptance_length=mean_acc,
                                generation_busy_s=(gen_s * busy_scale) if busy_scale is not None else None))
@@ -246,12 +252,3 @@ def _async_throughput(sim, gen_scn, batches, mode, seed, age) -> float:
     # the same share of one batch, batch-synchronous, on the sampled engines
     one = ssim.run(parts[0], mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0), rl_step=0)
     return min(1.0, gap / one.rollout_s) if one.rollout_s > 0 else 1.0
-
-
-def _offload_s(tm: TrainingCostModel) -> float:
-    """Colocated: the optimizer state (fp32 master weights and two moments, 12 bytes per parameter, sharded over
-    data parallelism) leaves the GPU before generation and returns after it, over the host link."""
-    from simulator.training.cost import train_params_per_gpu
-    s = tm.s
-    local = train_params_per_gpu(tm.model, s) / max(s.dp, 1)
-    return 2 * 12.0 * local / tm.hw.host_bandwidth

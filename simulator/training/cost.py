@@ -89,25 +89,67 @@ def check_setup(model: ModelConfig, s: TrainSetup, prefix: str = "training.") ->
         raise RlsimError(e.message, prefix + names.get(e.field, str(e.field))) from None
 
 
-def train_params_per_gpu(model: ModelConfig, s: TrainSetup) -> float:
-    """Parameters on one training GPU: non-expert weights over tp x pp, routed experts over ep x pp (Megatron's
-    parallel folding, expert tensor parallelism 1), embeddings over tp."""
+def _local_params(model: ModelConfig, s: TrainSetup) -> tuple[float, float]:
+    """(non-expert, routed-expert) parameters on one training GPU: non-expert weights over tp x pp, routed experts
+    over ep x pp (Megatron's parallel folding, expert tensor parallelism 1), embeddings over tp."""
     frac = math.ceil(model.layers / s.pp) / model.layers
     experts = model.moe_layers * model.moe.experts * model.expert_params() if model.is_moe else 0
     rest = model.total_params() - experts - model.embedding_params()
-    return (rest / s.tp + experts / s.ep) * frac + model.embedding_params() / s.tp
+    return rest / s.tp * frac + model.embedding_params() / s.tp, experts / s.ep * frac
+
+
+def train_params_per_gpu(model: ModelConfig, s: TrainSetup) -> float:
+    """Parameters on one training GPU (see _local_params)."""
+    return sum(_local_params(model, s))
+
+
+def optimizer_params_per_gpu(model: ModelConfig, s: TrainSetup) -> float:
+    """Parameters whose optimizer state one training GPU holds under Megatron's distributed optimizer: its
+    non-expert weights sharded over the data x context-parallel ranks, its routed experts over the expert-data-
+    parallel ranks (tp x cp x dp / ep: the ranks holding the same experts)."""
+    dense, experts = _local_params(model, s)
+    return dense / max(s.dp * s.cp, 1) + experts / max(s.tp * s.cp * s.dp // max(s.ep, 1), 1)
 
 
 def check_memory(hw: HardwareProfile, model: ModelConfig, s: TrainSetup, prefix: str = "training.") -> None:
     """Weights and gradients (bf16) of a GPU's shard plus its share of the distributed optimizer's state (fp32
-    master weights and two moments: 12 bytes per parameter over the data-parallel ranks) must fit in memory,
+    master weights and two moments: 12 bytes per parameter of its optimizer shard) must fit in memory,
     leaving 10% for activations (activation memory depends on recompute and is not modelled further)."""
     local = train_params_per_gpu(model, s)
-    need = local * 4.0 + 12.0 * local / max(s.dp, 1)
+    need = local * 4.0 + 12.0 * optimizer_params_per_gpu(model, s)
     if need > 0.9 * hw.hbm_bytes:
         raise RlsimError(f"the model does not fit for training: {need / 2**30:.0f} GiB per GPU of weights, gradients "
                          f"and optimizer state > {0.9 * hw.hbm_bytes / 2**30:.0f} GiB (90% of HBM); raise tensor, "
                          f"pipeline or expert parallelism, or add GPUs", prefix + "gpus")
+
+
+def _host_rates(hw: HardwareProfile) -> tuple[float, float, float]:
+    """(pageable device-to-host, pageable host-to-device, pinned) bytes/s: the fitted host-copy rates, else the
+    datasheet host link for all three."""
+    c = hw.efficiency.host_copy
+    return (c.pageable_d2h, c.pageable_h2d, c.pinned_eff * hw.host_bandwidth) if c else (hw.host_bandwidth,) * 3
+
+
+def colocated_offload_time(hw: HardwareProfile, model: ModelConfig, s: TrainSetup,
+                           optimizer_bytes_per_param: float) -> TrainCost:
+    """Seconds per RL step a colocated trainer spends moving its state off the GPU before generation and back
+    after it, as NeMo-RL's Megatron worker does (workloads/published/nemo_rl_recipes.md sec. 4b): the optimizer
+    state of its shard tensor by tensor into fresh pageable host memory and back (`optimizer_bytes_per_param`
+    bytes per parameter of the shard), the bf16 parameters to reused pinned buffers and back. Gradient buffers
+    are freed and re-allocated, not copied. The offload parts run in NeMo-RL's refit (before generation), the
+    onload parts in its logprob/training preparation (after it)."""
+    d2h, h2d, pinned = _host_rates(hw)
+    opt = optimizer_bytes_per_param * optimizer_params_per_gpu(model, s)
+    par = 2.0 * train_params_per_gpu(model, s)
+    parts = {"optimizer_offload": opt / d2h, "params_offload": par / pinned,
+             "optimizer_onload": opt / h2d, "params_onload": par / pinned}
+    return TrainCost(sum(parts.values()), parts)
+
+
+def reference_swap_time(hw: HardwareProfile, model: ModelConfig, s: TrainSetup) -> float:
+    """Seconds per RL step to swap the reference weights into the training model for the reference logprobs and
+    back (NeMo-RL's use_reference_model): one copy of the bf16 weights to pinned host memory, two copies from it."""
+    return 3 * 2.0 * train_params_per_gpu(model, s) / _host_rates(hw)[2]
 
 
 def pack(seq_lens: np.ndarray, capacity: int) -> list[np.ndarray]:
@@ -212,7 +254,7 @@ class TrainingCostModel:
             grad = (collective_time(self.hw, "reduce_scatter", 2 * local_params, s.dp, s.gpus)
                     + collective_time(self.hw, "all_gather", 2 * local_params, s.dp, s.gpus))
         exposed = s.grad_sync_exposed * grad * optimizer_steps
-        adam = optimizer_steps * ADAM_BYTES_PER_PARAM * local_params / max(s.dp, 1) / (
+        adam = optimizer_steps * ADAM_BYTES_PER_PARAM * optimizer_params_per_gpu(m, s) / (
             self.hw.hbm_bandwidth * self.hw.efficiency.elementwise["mul"].eff)
         total = compute + bubble + exposed + adam
         return TrainCost(total, {"forward": fwd, "backward": bwd, "recompute": recompute,
