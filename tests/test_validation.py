@@ -12,10 +12,9 @@ from simulator.validation.published import nemo_rl_checks, paper_checks
 GB200 = ("GB200 profile transferred from H200 (no Blackwell measurements); published GB200 NeMo-RL runs reach only "
          "1.0-2.8x H100's per-GPU throughput")
 MOE30 = ("with MoE training at ~19% MFU (measured grouped GEMMs, EP all-to-alls on NVLink) and the colocated "
-         "state offload at measured host-copy rates, the on-policy step is 32% fast; the published on / 1-off pair (192 s / 152 s) implies ~115 s of generation on 32 H100s where "
-         "rlsim predicts 83 s, or per-step costs rlsim does not model")
-KV235 = ("vLLM TP8 at gpu_memory_utilization 0.8 leaves ~5 GB of KV cache per H100 after 59 GB of bf16 weights: "
-         "the 8K-token rollouts preempt and queue (the recipe copies disagree: 0.8 vs 0.88)")
+         "state offload at measured host-copy rates, the on-policy step is 32% fast; the published on / 1-off pair "
+         "(192 s / 152 s) implies ~115 s of generation on 32 H100s where rlsim predicts 83 s, or per-step "
+         "costs rlsim does not model")
 KNOWN = {
     ("H100 Llama-3.1-8B-Instruct on bf16 x16", "step s"): ("8B on-policy step 20% fast: the colocated state offload "
                                                             "(measured host-copy rates) closes 3 s of the gap; no other "
@@ -31,8 +30,6 @@ KNOWN = {
         "the published FP8 run also trained in FP8 (its recipe: BF16 training); the async step is training-bound",
     ("H100 Qwen3-30B-A3B 1-off x32 / on x32", "off/on step-time ratio"): "on-policy row 32% fast (above)",
     ("H100 Qwen3-30B-A3B 8-off x192 / on x32", "off/on step-time ratio"): "on-policy row 32% fast (above)",
-    ("H100 Qwen3-235B-A22B 1-off bf16 x256", "step s"): KV235,
-    ("H100 Qwen3-235B-A22B 1-off x256 / on x128", "off/on step-time ratio"): KV235,
     ("GB200 Llama-3.1-8B-Instruct 1-off x8 / on x8", "off/on step-time ratio"): GB200,
 }
 
@@ -64,4 +61,4 @@ def test_autoregressive_rows_were_fitted():
 
 def test_most_h100_nemo_rl_step_times_hold():
     h100 = [c for c in _NEMO if c.row.startswith("H100") and c.quantity == "step s"]
-    assert len(h100) == 11 and sum(c.ok for c in h100) >= 8
+    assert len(h100) == 11 and sum(c.ok for c in h100) >= 9
