@@ -8,6 +8,7 @@ from scipy.optimize import least_squares, lsq_linear
 from simulator.costmodel.elementwise import TRAFFIC
 from simulator.costmodel.gemm import gemm_time
 from simulator.costmodel.moe import moe_permute_bytes, moe_permute_time, moe_time, moe_train_times
+from simulator.errors import RlsimError
 from simulator.hardware import (CollectiveCurve, ElementwiseCurve, GemmCurve, HostCopyRates, MoECurve,
                                MoETrainCurve)
 
@@ -55,7 +56,7 @@ def fit_moe_train(df: pd.DataFrame, peak: float, bw: float) -> MoETrainCurve:
     piv = df.pivot_table(index=["hidden", "inter", "experts", "topk", "tokens"], columns="pass", values="us").reset_index()
     need = {"fwd", "fwd_bwd", "fwd_permute"}
     if not need <= set(piv.columns):
-        raise ValueError(f"MoE training timings need the passes {sorted(need)}")
+        raise RlsimError(f"MoE training timings need the passes {sorted(need)}", _files(df))
     rows = piv["tokens"] * piv["topk"]
     m = rows / piv["experts"]
     flops = 2.0 * rows * 3 * piv["hidden"] * piv["inter"]
@@ -82,6 +83,11 @@ def predict_moe_train(c: MoETrainCurve, df: pd.DataFrame, peak: float, bw: float
     return out
 
 
+def _files(df: pd.DataFrame) -> str:
+    """The measurement files a table came from (the field an error names)."""
+    return ", ".join(sorted(set(df["source"]))) if "source" in df else "measurements"
+
+
 # ------------------------------------------------------------------ host copies
 HOST_COPY_MIN_BYTES = 4 * 2**30  # a trainer's offloaded state is GBs per GPU: fit on the sets of 4 GiB and more
 
@@ -92,12 +98,14 @@ def fit_host_copy(df: pd.DataFrame, host_bandwidth: float) -> HostCopyRates:
     both directions together, as a fraction of the datasheet host link `host_bandwidth` (bytes/s)."""
     big = df[df["total_bytes"] >= HOST_COPY_MIN_BYTES]
     if big.empty:
-        raise ValueError(f"host-copy timings need sets of at least {HOST_COPY_MIN_BYTES / 2**30:.0f} GiB")
+        raise RlsimError(f"host-copy timings need sets of at least {HOST_COPY_MIN_BYTES / 2**30:.0f} GiB (total_bytes)",
+                         _files(df))
 
     def rate(modes) -> float:
         r = big[big["mode"].isin(modes)]
         if r.empty:
-            raise ValueError(f"host-copy timings have no {'/'.join(modes)} rows")
+            raise RlsimError(f"host-copy timings have no {'/'.join(modes)} rows of at least "
+                             f"{HOST_COPY_MIN_BYTES / 2**30:.0f} GiB (mode)", _files(df))
         return float(r["total_bytes"].sum() / r["seconds"].sum())
 
     return HostCopyRates(pageable_d2h=round(rate(["d2h_pageable"]), -6), pageable_h2d=round(rate(["h2d_pageable"]), -6),
