@@ -71,6 +71,18 @@ def test_speculation_and_async_change_the_step():
     assert asyn["generation_gpus"] == 4 and asyn["training_gpus"] == 4
 
 
+def test_colocated_runs_pay_the_state_offload_and_every_run_the_reference_swap():
+    colo = run_pipeline(load_scenario(), steps=1).steps["training_detail"].iloc[0]
+    apart = run_pipeline(load_scenario(None, ["pipeline.mode=async", "pipeline.colocated=false"]),
+                         steps=3).steps["training_detail"].iloc[-1]
+    assert colo["state_offload"] > 0 and colo["state_onload"] > 0 and colo["reference_swap"] > 0
+    assert apart["state_offload"] == 0 and apart["state_onload"] == 0 and apart["reference_swap"] > 0
+    off = run_pipeline(load_scenario(None, ["pipeline.offload_optimizer=false"]), steps=1).summary()
+    on = run_pipeline(load_scenario(), steps=1).summary()
+    assert on["weight_sync"] - off["weight_sync"] == pytest.approx(colo["state_offload"])
+    assert on["policy_training"] - off["policy_training"] == pytest.approx(colo["state_onload"])
+
+
 def test_same_seed_same_result():
     a = run_pipeline(load_scenario(None, ["speculative.method=eagle3"]), steps=2, seed=7).summary()
     b = run_pipeline(load_scenario(None, ["speculative.method=eagle3"]), steps=2, seed=7).summary()

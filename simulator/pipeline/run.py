@@ -138,6 +138,15 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
                      "pipeline.distinct_rollouts)"]
     costs, rows = [], []
     notes: list[str] = list(notes_pre)
+    # trainer-state moves per step (the same every step): the reference-weight swap of the reference logprobs, and
+    # for colocated runs the offload before generation (in the refit) and the onload after it (before training)
+    moves = {"reference_swap": reference_swap_time(train_model.hw, train_model.model, train_model.s)
+             if tr.reference_logprobs else 0.0, "state_offload": 0.0, "state_onload": 0.0}
+    if p.colocated and p.offload_optimizer:
+        off = colocated_offload_time(train_model.hw, train_model.model, train_model.s,
+                                     p.offload_optimizer_bytes_per_param).parts
+        moves["state_offload"] = off["optimizer_offload"] + off["params_offload"]  # NeMo-RL: prepare_for_generation
+        moves["state_onload"] = off["optimizer_onload"] + off["params_onload"]  # NeMo-RL: logprob/training prep
     for i, (gen_s, req, res_notes, mean_acc, carried_n, preempt) in enumerate(per_step):
         done = req[req["finished"]]
         lens = (done["prompt_tokens"] + done["response_tokens"]).to_numpy(dtype=np.int64)
@@ -147,8 +156,7 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
         reward_s = rw.fixed_s + rw.s_per_sample * samples / rw.workers
         opt_steps = max(1, math.ceil(samples / tr.global_batch_size))
         lp = logprob_model.logprob_time(lens, passes=2 if tr.reference_logprobs else 1)
-        lp_s = lp.total_s + (reference_swap_time(train_model.hw, train_model.model, train_model.s)
-                             if tr.reference_logprobs else 0.0)
+        lp_s = lp.total_s + moves["reference_swap"]
         tt = train_model.train_time(lens, optimizer_steps=opt_steps)
         train_s = tt.total_s
         if train_draft:
@@ -158,12 +166,8 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
                         dtype_bytes=2.0 if scn.engine.dtype == "bf16" else 1.0, overhead_s=p.refit_overhead_s,
                         ipc_efficiency=p.refit_ipc_efficiency, network_efficiency=p.refit_network_efficiency,
                         draft_params=draft_params if train_draft else 0.0)
-        refit_s = rf.total_s
-        if p.colocated and p.offload_optimizer:
-            off = colocated_offload_time(train_model.hw, train_model.model, train_model.s,
-                                         p.offload_optimizer_bytes_per_param).parts
-            refit_s += off["optimizer_offload"] + off["params_offload"]  # NeMo-RL: prepare_for_generation
-            train_s += off["optimizer_onload"] + off["params_onload"]  # NeMo-RL: logprob/training prep
+        refit_s = rf.total_s + moves["state_offload"]
+        train_s += moves["state_onload"]
         costs.append(StepCosts(generation_s=gen_s, reward_s=reward_s, logprob_s=lp_s, train_s=train_s,
                                refit_s=refit_s, data_s=p.data_s, generated_tokens=generated,
                                total_tokens=total_tokens, mean_acceptance_length=mean_acc,
@@ -171,7 +175,7 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
         rows.append({"samples": samples, "generated_tokens": generated, "mean_acceptance_length": mean_acc,
                      "mean_response_tokens": float(done["response_tokens"].mean()) if samples else 0.0,
                      "carried_sequences": carried_n, "preemptions": preempt,
-                     "training_detail": {k: float(v) for k, v in tt.parts.items()}})
+                     "training_detail": {**{k: float(v) for k, v in tt.parts.items()}, **moves}})
         notes += [n for n in res_notes if n not in notes]
     run = simulate(costs, p.mode, p.colocated, p.max_staleness, p.in_flight_weight_updates)
     df = pd.DataFrame([{**{k: s[k] for k in TIMERS}, **r} for s, r in zip(run.steps, rows)])
