@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT
 from simulator.errors import RlsimError
-from simulator.fit.fit_misc import fit_host_copy, predict_host_copy
+from simulator.fit.fit_misc import fit_host_copy, host_copy_fit_rows, predict_host_copy
 from simulator.fit.measurements import Measurements, read_file
 from simulator.hardware import load_hardware
 from simulator.training.cost import (TrainSetup, colocated_offload_time, optimizer_params_per_gpu,
@@ -35,7 +35,7 @@ def test_pageable_copies_are_far_below_pinned_and_the_profile_carries_the_fit():
 
 def test_fit_reproduces_the_sets_it_was_fitted_on():
     t = _table()
-    big = t[t["total_bytes"] >= 4 * 2**30]
+    big = host_copy_fit_rows(t)
     bw = load_hardware("h200").host_bandwidth
     err = np.abs(predict_host_copy(fit_host_copy(t, bw), big, bw) / big["seconds"].to_numpy() - 1)
     # pinned copies are steady; pageable ones vary with tensor size (the host's page handling)
@@ -50,7 +50,8 @@ def test_reported_offloads_are_predicted_within_the_measured_spread(row):
     rates = load_hardware(row["hardware"]).efficiency.host_copy
     assert rates is not None
     t = _table()
-    own = t[(t["total_bytes"] >= 4 * 2**30) & (t["mode"] == "d2h_pageable")]
+    own = host_copy_fit_rows(t)
+    own = own[own["mode"] == "d2h_pageable"]
     spread = float(np.median(np.abs(own["total_bytes"] / own["seconds"] / rates.pageable_d2h - 1)))
     assert 0.1 < spread < 0.4
     pred = row["bytes"] / rates.pageable_d2h
@@ -82,6 +83,7 @@ def test_colocated_offload_is_the_optimizer_over_pageable_rates_plus_pinned_para
     opt = 10.0 * train_params_per_gpu(m, s) / 8
     assert c.parts["optimizer_offload"] == pytest.approx(opt / r.pageable_d2h)
     assert c.parts["optimizer_onload"] == pytest.approx(opt / r.pageable_h2d)
-    assert c.parts["params_offload"] == pytest.approx(2.0 * train_params_per_gpu(m, s) / (r.pinned_eff * hw.host_bandwidth))
+    pinned = r.pinned_eff * hw.host_bandwidth
+    assert c.parts["params_offload"] == pytest.approx(2.0 * train_params_per_gpu(m, s) / pinned)
     assert c.total_s == pytest.approx(sum(c.parts.values()))
-    assert reference_swap_time(hw, m, s) == pytest.approx(6.0 * train_params_per_gpu(m, s) / (r.pinned_eff * hw.host_bandwidth))
+    assert reference_swap_time(hw, m, s) == pytest.approx(6.0 * train_params_per_gpu(m, s) / pinned)

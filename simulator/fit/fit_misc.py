@@ -53,7 +53,8 @@ def fit_moe_train(df: pd.DataFrame, peak: float, bw: float) -> MoETrainCurve:
     """MoETrainCurve from training-style timings (rows shape,tokens,experts,topk,hidden,inter,pass,us): per
     rows-per-expert value, the mean over shapes of the forward's fraction of peak and of backward / forward; the
     permutation's fraction of HBM bandwidth as the median over every (shape, tokens)."""
-    piv = df.pivot_table(index=["hidden", "inter", "experts", "topk", "tokens"], columns="pass", values="us").reset_index()
+    piv = df.pivot_table(index=["hidden", "inter", "experts", "topk", "tokens"], columns="pass",
+                         values="us").reset_index()
     need = {"fwd", "fwd_bwd", "fwd_permute"}
     if not need <= set(piv.columns):
         raise RlsimError(f"MoE training timings need the passes {sorted(need)}", _files(df))
@@ -68,7 +69,7 @@ def fit_moe_train(df: pd.DataFrame, peak: float, bw: float) -> MoETrainCurve:
                          bwd_ratio=[round(float(v), 4) for v in g["ratio"]],
                          permute_eff=round(float(piv["perm"].median()), 5),
                          fit_note=f"per rows-per-expert means over {piv['hidden'].nunique()} expert shapes, "
-                                  f"{len(piv)} (shape, tokens) points ({', '.join(sorted(set(df['source'])))})")
+                                  f"{len(piv)} (shape, tokens) points ({_files(df)})")
 
 
 def predict_moe_train(c: MoETrainCurve, df: pd.DataFrame, peak: float, bw: float) -> np.ndarray:
@@ -92,14 +93,19 @@ def _files(df: pd.DataFrame) -> str:
 HOST_COPY_MIN_BYTES = 4 * 2**30  # a trainer's offloaded state is GBs per GPU: fit on the sets of 4 GiB and more
 
 
+def host_copy_fit_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a host-copy table that the fit uses: sets of at least HOST_COPY_MIN_BYTES."""
+    return df[df["total_bytes"] >= HOST_COPY_MIN_BYTES]
+
+
 def fit_host_copy(df: pd.DataFrame, host_bandwidth: float) -> HostCopyRates:
     """Rates (bytes/s) from host-copy timings (rows mode,total_bytes,tensor_bytes,seconds): per mode, the bytes of
     every set of at least HOST_COPY_MIN_BYTES over their seconds (so each tensor size weighs by its time); pinned is
     both directions together, as a fraction of the datasheet host link `host_bandwidth` (bytes/s)."""
-    big = df[df["total_bytes"] >= HOST_COPY_MIN_BYTES]
+    big = host_copy_fit_rows(df)
     if big.empty:
-        raise RlsimError(f"host-copy timings need sets of at least {HOST_COPY_MIN_BYTES / 2**30:.0f} GiB (total_bytes)",
-                         _files(df))
+        raise RlsimError(f"host-copy timings need sets of at least {HOST_COPY_MIN_BYTES / 2**30:.0f} GiB "
+                         "(total_bytes)", _files(df))
 
     def rate(modes) -> float:
         r = big[big["mode"].isin(modes)]
@@ -108,10 +114,11 @@ def fit_host_copy(df: pd.DataFrame, host_bandwidth: float) -> HostCopyRates:
                              f"{HOST_COPY_MIN_BYTES / 2**30:.0f} GiB (mode)", _files(df))
         return float(r["total_bytes"].sum() / r["seconds"].sum())
 
-    return HostCopyRates(pageable_d2h=round(rate(["d2h_pageable"]), -6), pageable_h2d=round(rate(["h2d_pageable"]), -6),
+    return HostCopyRates(pageable_d2h=round(rate(["d2h_pageable"]), -6),
+                         pageable_h2d=round(rate(["h2d_pageable"]), -6),
                          pinned_eff=round(min(1.0, rate(["d2h_pinned", "h2d_pinned"]) / host_bandwidth), 4),
                          fit_note=f"bytes over seconds of the {len(big)} timed sets of >= "
-                                  f"{HOST_COPY_MIN_BYTES / 2**30:.0f} GiB ({', '.join(sorted(set(df['source'])))})")
+                                  f"{HOST_COPY_MIN_BYTES / 2**30:.0f} GiB ({_files(df)})")
 
 
 def predict_host_copy(c: HostCopyRates, df: pd.DataFrame, host_bandwidth: float) -> np.ndarray:

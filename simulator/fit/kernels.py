@@ -10,8 +10,8 @@ from simulator.fit.fit_attention import (cross_validate_attention, fit_attention
                                          fit_split, predict_attention, predict_mixed, predict_prefill)
 from simulator.fit.fit_collectives import fit_collectives
 from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
-from simulator.fit.fit_misc import (HOST_COPY_MIN_BYTES, fit_elementwise, fit_graph_floor, fit_host_copy, fit_moe,
-                                    fit_moe_train, predict_elementwise, predict_host_copy, predict_moe,
+from simulator.fit.fit_misc import (fit_elementwise, fit_graph_floor, fit_host_copy, fit_moe, fit_moe_train,
+                                    host_copy_fit_rows, predict_elementwise, predict_host_copy, predict_moe,
                                     predict_moe_train)
 from simulator.fit.measurements import Measurements
 from simulator.hardware import DTYPE_BYTES, Efficiency, HardwareProfile
@@ -122,8 +122,9 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
     hc = m.table("host_copy")
     if not hc.empty:
         c = eff.host_copy = fit_host_copy(hc, base.host_bandwidth)
-        big = hc[hc["total_bytes"] >= HOST_COPY_MIN_BYTES]
-        rep.add("host copies (sets >= 4 GiB)", predict_host_copy(c, big, base.host_bandwidth) / big["seconds"].to_numpy() - 1, "in-sample")
+        big = host_copy_fit_rows(hc)
+        rep.add("host copies (sets >= 4 GiB)",
+                predict_host_copy(c, big, base.host_bandwidth) / big["seconds"].to_numpy() - 1, "in-sample")
         derived.append(f"host_copy: {c.fit_note}")
     ew = m.table("elementwise")
     for op in EW_OPS:

@@ -125,7 +125,8 @@ def bisect(f, lo, hi, target, iters=24, increasing=True):
 
 
 def solve_efficiency(d: dict, key: str, timer: str, target_s: float) -> float:
-    """The efficiency e in (0, 1] with timer(e) = target_s, where timer(e) = compute / e + fixed (two runs give both)."""
+    """The efficiency e in (0, 1] with timer(e) = target_s, where timer(e) = compute / e + fixed (two runs give
+    both)."""
     t1 = summary(d, {key: 1.0}, steps=1)[timer]
     t2 = summary(d, {key: 0.5}, steps=1)[timer]
     compute, fixed = t2 - t1, 2 * t1 - t2
