@@ -112,6 +112,9 @@ class EngineConfig(YamlModel):
                                                                   "engine routes them apart from decodes")
     moe_kernel: str = "fused"
     step_overhead_s: float = Field(0.0, ge=0, description="CPU scheduling/sampling seconds per iteration")
+    cpu_s_per_seq: float = Field(0.0, ge=0, description="exposed CPU seconds per scheduled sequence per iteration "
+                                 "(vLLM's scheduler and output path when it does not overlap the GPU step; "
+                                 "calibration/vllm_cpu)")
     spec_iteration_overhead_s: float = Field(0.0, ge=0, description="framework seconds per speculative iteration "
                                              "beyond the kernels (simulator/fit/spec_overhead.py)")
     draft_step_overhead_s: float = Field(0.0, ge=0, description="framework seconds per GPU draft step beyond the "

@@ -3,7 +3,7 @@
 An iteration = one target forward over every scheduled sequence (decode/verify tokens and prefill chunks
 together, each sequence with its own context) + the draft steps and rejection sampling of the decoding
 sequences under speculation (with the framework's speculative-path overheads) + a fixed CPU cost
-(`step_overhead_s`). A batch of more tokens than the largest
+(`step_overhead_s`) + an exposed CPU cost per scheduled sequence (`cpu_s_per_seq`). A batch of more tokens than the largest
 captured CUDA graph runs eagerly (StepCostModel adds the kernel-launch floor).
 
 Drafting covers the decoding sequences only (a draft head's pass over fresh prefill tokens is left out).
@@ -24,12 +24,14 @@ N_DENSE, N_FACTOR, C_MIN, C_FACTOR = 16, 1.15, 16.0, 1.25
 class IterationCost:
     """Iteration times of one engine (pure given its inputs; caches the batch-size-only part)."""
 
-    def __init__(self, spec: SpecDecodeCost, cuda_graph_max_tokens: int, step_overhead_s: float = 0.0):
+    def __init__(self, spec: SpecDecodeCost, cuda_graph_max_tokens: int, step_overhead_s: float = 0.0,
+                 cpu_s_per_seq: float = 0.0):
         self.spec = spec
         self.target = spec.target
         self.method = spec.method
         self.graph_max = int(cuda_graph_max_tokens)
         self.overhead = float(step_overhead_s)
+        self.per_seq = float(cpu_s_per_seq)
         self.match_rate = spec.cfg.ngram_match_rate if spec.method == "ngram" else 1.0
         self._floor: dict[tuple, np.ndarray] = {}
         self._ngrid: dict[int, np.ndarray] = {}
@@ -74,7 +76,7 @@ class IterationCost:
             q, ctx = q_dec, dec_cached + q_dec
         if spec and accepted is not None and np.ndim(accepted) == 0:
             accepted = spread(n, float(accepted))
-        t = self.overhead
+        t = self.overhead + self.per_seq * q.size
         if q.size:
             t += self.target.step_time(q, ctx, cuda_graph=self.graph(int(q.sum())))
         if spec:

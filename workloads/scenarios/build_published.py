@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from simulator.costmodel.step import StepCostModel  # noqa: E402
 from simulator.fit.spec_overhead import fit_spec_overhead, read_tpot_table  # noqa: E402
+from simulator.fit.vllm_cpu import fit_vllm_cpu, read_vllm_cpu_table  # noqa: E402
 from simulator.pipeline.run import run_pipeline  # noqa: E402
 from simulator.scenario import Scenario  # noqa: E402
 from simulator.yamlio import write_text_atomic  # noqa: E402
@@ -51,6 +52,35 @@ def vllm_overheads() -> dict:
 
 
 VLLM_OVERHEADS = vllm_overheads()
+VLLM_CPU = "calibration/vllm_cpu/vllm_cpu_overhead.csv"
+_VLLM_CPU_TABLE = read_vllm_cpu_table(ROOT / VLLM_CPU)
+
+
+def vllm_async_scheduling(release: str, vllm_tp: int) -> bool:
+    """Whether the run's vLLM overlaps scheduling with the GPU step (NOTES sec. 5b): on by default from vLLM 0.14,
+    for the single-process ("uni") executor only; NeMo-RL runs TP > 1 through vLLM's Ray executor. v0.5 ran vLLM
+    0.11.2 (NeMo-RL #1539); v0.6, the paper and the projection the 0.17 line."""
+    return release != "v0.5" and vllm_tp == 1
+
+
+def vllm_cpu_s_per_seq(async_engine: bool, async_scheduling: bool) -> float:
+    """Exposed CPU seconds per scheduled sequence per iteration: the measured slope of the engine's process mode
+    (AsyncLLM: its own engine-core process; LLM: in NeMo-RL's worker process), 0 with async scheduling (the CPU
+    work hides behind the GPU step at the batches these runs reach)."""
+    if async_scheduling:
+        return 0.0
+    return round(fit_vllm_cpu(_VLLM_CPU_TABLE, multiprocessing=async_engine, async_scheduling=False).s_per_seq, 8)
+
+
+def cpu_source(async_engine: bool, async_scheduling: bool, release: str) -> str:
+    if async_scheduling:
+        return (f"0: {release}'s vLLM schedules asynchronously on a single-GPU engine ({NOTES} sec. 5b), so its CPU "
+                f"work overlaps the GPU step ({VLLM_CPU}: 0.3-0.6 ms exposed at 1-256 sequences)")
+    mode = "AsyncLLM, engine core in its own process" if async_engine else "LLM class in the worker's process"
+    return (f"MEASURED ({VLLM_CPU}, python calibration/vllm_cpu/measure_vllm_cpu.py): vLLM 0.17.1's engine on a "
+            f"stand-in GPU, no async scheduling ({mode}); slope of the exposed CPU time over 16-512 sequences "
+            f"({NOTES} sec. 5b). Assumption: the published runs' hosts run Python at the measuring host's speed "
+            "(calibration/vllm_cpu/README.md: the device H200 host's Xeon within 10%)")
 _FIT_CMD = f"rlsim fit spec-overhead {TPOT} --hardware h100 --model llama-3.1-8b --drafter eagle3"
 
 SOURCES_COMMON = {
@@ -90,10 +120,10 @@ def lognormal_median_for_mean(mean: float, sigma: float, cap: float) -> float:
     return math.exp(mu)
 
 
-def engine_defaults(async_engine: bool) -> dict:
+def engine_defaults(async_engine: bool, async_scheduling: bool) -> dict:
     seqs, tokens = (128, 2048) if async_engine else (1024, 16384)
     return {"max_num_seqs": seqs, "max_num_batched_tokens": tokens, "cuda_graph_max_batch": min(2 * seqs, 512),
-            **VLLM_OVERHEADS}
+            **VLLM_OVERHEADS, "cpu_s_per_seq": vllm_cpu_s_per_seq(async_engine, async_scheduling)}
 
 
 def write(name: str, data: dict, header: str) -> None:
@@ -142,7 +172,7 @@ def paper_base(workload: str) -> dict:
         "model": "qwen3-8b",
         "cluster": {"hardware": "gb200", "gpus": 32},
         "engine": {"tensor_parallel_size": 1, "dtype": "bf16", "gpu_memory_utilization": 0.6,
-                   **engine_defaults(False), "routing": "round_robin"},
+                   **engine_defaults(False, vllm_async_scheduling("paper", 1)), "routing": "round_robin"},
         "rollout": {"prompts": 512, "samples_per_prompt": 16, "max_response_tokens": 16384,
                     "prompt_tokens": {"kind": "lognormal", "median": 180, "sigma": 0.4, "min": 32},
                     "response_tokens": {"kind": "lognormal", "median": 2000.0, "sigma": SIGMA},
@@ -166,6 +196,7 @@ def paper_sources(workload: str, row: pd.Series, fitted: dict) -> dict:
         "cluster.gpus": f"{PAPER}: 32 GB200 GPUs (8 nodes x 4)",
         "cluster.hardware": "hardware_profiles/gb200.yaml",
         "engine.tensor_parallel_size": f"NeMo-RL default vLLM TP 1 ({NOTES} sec. 2); 16 GB of Qwen3-8B fits one GB200",
+        "engine.cpu_s_per_seq": cpu_source(False, vllm_async_scheduling("paper", 1), "the paper (vLLM 0.17 line)"),
         "engine.gpu_memory_utilization": f"NeMo-RL base config 0.6 for colocated generation ({NOTES} sec. 2)",
         "engine.dtype": "assumption: bf16 generation (NeMo-RL default precision)",
         "rollout.prompts": "assumption: DAPO's 512 prompts per step (DAPO paper sec. 4; the publication is silent)",
@@ -332,7 +363,8 @@ def build_nemo(framework: dict) -> None:
             "model": rc["model"],
             "cluster": {"hardware": r.system.lower(), "gpus": int(r.gpus)},
             "engine": {"tensor_parallel_size": rc["vtp"], "dtype": rc.get("gen_dtype", "bf16"),
-                       "gpu_memory_utilization": rc["mem"], **engine_defaults(rc["async_engine"]),
+                       "gpu_memory_utilization": rc["mem"],
+                       **engine_defaults(rc["async_engine"], vllm_async_scheduling(r.release, rc["vtp"])),
                        "routing": "least_loaded" if asyn else "round_robin"},
             "rollout": {"prompts": rc["prompts"], "samples_per_prompt": rc["gens"], "max_response_tokens": cap,
                         "prompt_tokens": {"kind": "lognormal", "median": prompt, "sigma": 0.3, "min": 16},
@@ -360,6 +392,8 @@ def build_nemo(framework: dict) -> None:
             "model": f"{SUMMARY}: {r.model}", "cluster.gpus": f"{SUMMARY}: {r.gpus} GPUs ({r.system})",
             "cluster.hardware": f"hardware_profiles/{r.system.lower()}.yaml",
             "engine.tensor_parallel_size": f"{recipe}: vLLM TP {rc['vtp']}",
+            "engine.cpu_s_per_seq": cpu_source(rc["async_engine"], vllm_async_scheduling(r.release, rc["vtp"]),
+                                               f"NeMo-RL {r.release}"),
             "engine.gpu_memory_utilization": f"{recipe}: gpu_memory_utilization {rc['mem']}",
             "engine.dtype": f"{recipe}: generation precision {rc.get('gen_dtype', 'bf16')}",
             "engine.routing": "assumption: async runs hand groups to the least-loaded engine, sync runs split evenly",
@@ -411,7 +445,7 @@ def build_235b(framework: dict) -> None:
                     "model": "qwen3-235b-a22b",
                     "cluster": {"hardware": "gb200", "gpus": gpus},
                     "engine": {"tensor_parallel_size": 8, "dtype": "fp8", "gpu_memory_utilization": 0.8 if gen_gpus else 0.6,
-                               **engine_defaults(True),
+                               **engine_defaults(True, vllm_async_scheduling("projection", 8)),
                                "routing": "least_loaded" if gen_gpus else "round_robin"},
                     "rollout": {"prompts": prompts, "samples_per_prompt": 16, "max_response_tokens": 16384,
                                 "prompt_tokens": {"kind": "lognormal", "median": 180, "sigma": 0.4, "min": 32},
@@ -437,6 +471,7 @@ def build_235b(framework: dict) -> None:
                     "cluster.gpus": "the publication's projection points: 512 and 2048 GB200 (arXiv 2604.26779, "
                                     "as reported in write-ups; the 512 case is not stored anywhere here)",
                     "engine.tensor_parallel_size": f"{NOTES} sec. 3.14-3.15: vLLM TP 8 for 235B on GB200",
+                    "engine.cpu_s_per_seq": cpu_source(True, vllm_async_scheduling("projection", 8), "the projection"),
                     "engine.dtype": "the issue's projection: FP8 generation",
                     "engine.gpu_memory_utilization": f"{NOTES}: 0.6 colocated (base), 0.8 async",
                     "rollout.prompts": "assumption: the batch grows with the cluster (128 prompts per 512 GPUs)",
