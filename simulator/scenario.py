@@ -112,9 +112,10 @@ class EngineConfig(YamlModel):
                                                                   "engine routes them apart from decodes")
     moe_kernel: str = "fused"
     step_overhead_s: float = Field(0.0, ge=0, description="CPU scheduling/sampling seconds per iteration")
-    cpu_s_per_seq: float = Field(0.0, ge=0, description="exposed CPU seconds per scheduled sequence per iteration "
-                                 "(vLLM's scheduler and output path when it does not overlap the GPU step; "
-                                 "calibration/vllm_cpu)")
+    cpu_s_per_seq: float = Field(0.0, ge=0, description="CPU seconds per scheduled sequence per iteration (vLLM's "
+                                 "scheduler and output path; calibration/vllm_cpu)")
+    async_scheduling: bool = Field(False, description="vLLM schedules the next iteration while this one runs: the "
+                                   "per-sequence CPU work overlaps the GPU work instead of adding to it")
     spec_iteration_overhead_s: float = Field(0.0, ge=0, description="framework seconds per speculative iteration "
                                              "beyond the kernels (simulator/fit/spec_overhead.py)")
     draft_step_overhead_s: float = Field(0.0, ge=0, description="framework seconds per GPU draft step beyond the "

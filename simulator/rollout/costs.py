@@ -3,7 +3,8 @@
 An iteration = one target forward over every scheduled sequence (decode/verify tokens and prefill chunks
 together, each sequence with its own context) + the draft steps and rejection sampling of the decoding
 sequences under speculation (with the framework's speculative-path overheads) + a fixed CPU cost
-(`step_overhead_s`) + an exposed CPU cost per scheduled sequence (`cpu_s_per_seq`). A batch of more tokens than the largest
+(`step_overhead_s`) + a CPU cost per scheduled sequence (`cpu_s_per_seq`), which vLLM's async scheduling
+overlaps with the GPU work (the iteration then takes the longer of the two). A batch of more tokens than the largest
 captured CUDA graph runs eagerly (StepCostModel adds the kernel-launch floor).
 
 Drafting covers the decoding sequences only (a draft head's pass over fresh prefill tokens is left out).
@@ -25,13 +26,14 @@ class IterationCost:
     """Iteration times of one engine (pure given its inputs; caches the batch-size-only part)."""
 
     def __init__(self, spec: SpecDecodeCost, cuda_graph_max_tokens: int, step_overhead_s: float = 0.0,
-                 cpu_s_per_seq: float = 0.0):
+                 cpu_s_per_seq: float = 0.0, async_scheduling: bool = False):
         self.spec = spec
         self.target = spec.target
         self.method = spec.method
         self.graph_max = int(cuda_graph_max_tokens)
         self.overhead = float(step_overhead_s)
         self.per_seq = float(cpu_s_per_seq)
+        self.async_scheduling = bool(async_scheduling)
         self.match_rate = spec.cfg.ngram_match_rate if spec.method == "ngram" else 1.0
         self._floor: dict[tuple, np.ndarray] = {}
         self._ngrid: dict[int, np.ndarray] = {}
@@ -76,13 +78,14 @@ class IterationCost:
             q, ctx = q_dec, dec_cached + q_dec
         if spec and accepted is not None and np.ndim(accepted) == 0:
             accepted = spread(n, float(accepted))
-        t = self.overhead + self.per_seq * q.size
+        gpu = 0.0
         if q.size:
-            t += self.target.step_time(q, ctx, cuda_graph=self.graph(int(q.sum())))
+            gpu += self.target.step_time(q, ctx, cuda_graph=self.graph(int(q.sum())))
         if spec:
-            t += (self.spec.draft_time(dec_cached, k, accepted) + self.spec.sampling_time(n_match, k)
-                  + self.spec.overhead_time(k))
-        return float(t)
+            gpu += (self.spec.draft_time(dec_cached, k, accepted) + self.spec.sampling_time(n_match, k)
+                    + self.spec.overhead_time(k))
+        cpu = self.per_seq * q.size
+        return float(self.overhead + (max(gpu, cpu) if self.async_scheduling else gpu + cpu))
 
     def floor(self, n: int, k: int, accepted=None) -> float:
         """Seconds of an all-decode iteration of n sequences with empty caches: the part of the iteration

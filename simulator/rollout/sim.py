@@ -111,7 +111,8 @@ class RolloutSimulator:
                             iteration_overhead_s=e.spec_iteration_overhead_s,
                             draft_step_overhead_s=e.draft_step_overhead_s)
         spec = SpecDecodeCost(target, draft)
-        self.cost = IterationCost(spec, e.cuda_graph_max_batch, e.step_overhead_s, e.cpu_s_per_seq)
+        self.cost = IterationCost(spec, e.cuda_graph_max_batch, e.step_overhead_s, e.cpu_s_per_seq,
+                                  e.async_scheduling)
         d_seqs, d_tokens = vllm_batch_defaults(hw)
         self.max_num_seqs = e.max_num_seqs or d_seqs
         self.max_num_batched_tokens = e.max_num_batched_tokens or d_tokens

@@ -63,24 +63,24 @@ def vllm_async_scheduling(release: str, vllm_tp: int) -> bool:
     return release != "v0.5" and vllm_tp == 1
 
 
-def vllm_cpu_s_per_seq(async_engine: bool, async_scheduling: bool) -> float:
-    """Exposed CPU seconds per scheduled sequence per iteration: the measured slope of the engine's process mode
-    (AsyncLLM: its own engine-core process; LLM: in NeMo-RL's worker process), 0 with async scheduling (the CPU
-    work hides behind the GPU step at the batches these runs reach)."""
-    if async_scheduling:
-        return 0.0
+def vllm_cpu_s_per_seq(async_engine: bool) -> float:
+    """CPU seconds per scheduled sequence per iteration: the measured slope for the engine's process mode (AsyncLLM:
+    its own engine-core process; LLM: in NeMo-RL's worker process), without async scheduling (where the CPU work
+    adds to the GPU step and shows whole); with async scheduling the engine overlaps it with the GPU step."""
     return round(fit_vllm_cpu(_VLLM_CPU_TABLE, multiprocessing=async_engine, async_scheduling=False).s_per_seq, 8)
 
 
-def cpu_source(async_engine: bool, async_scheduling: bool, release: str) -> str:
-    if async_scheduling:
-        return (f"0: {release}'s vLLM schedules asynchronously on a single-GPU engine ({NOTES} sec. 5b), so its CPU "
-                f"work overlaps the GPU step ({VLLM_CPU}: 0.3-0.6 ms exposed at 1-256 sequences)")
+def cpu_sources(async_engine: bool, async_scheduling: bool, release: str) -> dict:
     mode = "AsyncLLM, engine core in its own process" if async_engine else "LLM class in the worker's process"
-    return (f"MEASURED ({VLLM_CPU}, python calibration/vllm_cpu/measure_vllm_cpu.py): vLLM 0.17.1's engine on a "
-            f"stand-in GPU, no async scheduling ({mode}); slope of the exposed CPU time over 16-512 sequences "
-            f"({NOTES} sec. 5b). Assumption: the published runs' hosts run Python at the measuring host's speed "
-            "(calibration/vllm_cpu/README.md: the device H200 host's Xeon within 10%)")
+    sched = ("on: single-GPU engine on vLLM's 'uni' executor, vLLM >= 0.14" if async_scheduling else
+             "off: " + ("vLLM 0.11.2" if release == "NeMo-RL v0.5" else "TP > 1 runs on vLLM's Ray executor"))
+    return {"engine.cpu_s_per_seq": (
+                f"MEASURED ({VLLM_CPU}, python calibration/vllm_cpu/measure_vllm_cpu.py): vLLM 0.17.1's engine on "
+                f"a stand-in GPU ({mode}); slope of the exposed CPU time over 16-512 sequences without async "
+                f"scheduling ({NOTES} sec. 5b). Assumption: the published runs' hosts run Python at the measuring "
+                "host's speed (calibration/vllm_cpu/README.md: the device H200 host's Xeon within 1%)"),
+            "engine.async_scheduling": f"{release}: {sched} ({NOTES} sec. 5b)"}
+
 _FIT_CMD = f"rlsim fit spec-overhead {TPOT} --hardware h100 --model llama-3.1-8b --drafter eagle3"
 
 SOURCES_COMMON = {
@@ -123,7 +123,7 @@ def lognormal_median_for_mean(mean: float, sigma: float, cap: float) -> float:
 def engine_defaults(async_engine: bool, async_scheduling: bool) -> dict:
     seqs, tokens = (128, 2048) if async_engine else (1024, 16384)
     return {"max_num_seqs": seqs, "max_num_batched_tokens": tokens, "cuda_graph_max_batch": min(2 * seqs, 512),
-            **VLLM_OVERHEADS, "cpu_s_per_seq": vllm_cpu_s_per_seq(async_engine, async_scheduling)}
+            **VLLM_OVERHEADS, "cpu_s_per_seq": vllm_cpu_s_per_seq(async_engine), "async_scheduling": async_scheduling}
 
 
 def write(name: str, data: dict, header: str) -> None:
@@ -196,7 +196,7 @@ def paper_sources(workload: str, row: pd.Series, fitted: dict) -> dict:
         "cluster.gpus": f"{PAPER}: 32 GB200 GPUs (8 nodes x 4)",
         "cluster.hardware": "hardware_profiles/gb200.yaml",
         "engine.tensor_parallel_size": f"NeMo-RL default vLLM TP 1 ({NOTES} sec. 2); 16 GB of Qwen3-8B fits one GB200",
-        "engine.cpu_s_per_seq": cpu_source(False, vllm_async_scheduling("paper", 1), "the paper (vLLM 0.17 line)"),
+        **cpu_sources(False, vllm_async_scheduling("paper", 1), "the paper (vLLM 0.17 line)"),
         "engine.gpu_memory_utilization": f"NeMo-RL base config 0.6 for colocated generation ({NOTES} sec. 2)",
         "engine.dtype": "assumption: bf16 generation (NeMo-RL default precision)",
         "rollout.prompts": "assumption: DAPO's 512 prompts per step (DAPO paper sec. 4; the publication is silent)",
@@ -392,8 +392,7 @@ def build_nemo(framework: dict) -> None:
             "model": f"{SUMMARY}: {r.model}", "cluster.gpus": f"{SUMMARY}: {r.gpus} GPUs ({r.system})",
             "cluster.hardware": f"hardware_profiles/{r.system.lower()}.yaml",
             "engine.tensor_parallel_size": f"{recipe}: vLLM TP {rc['vtp']}",
-            "engine.cpu_s_per_seq": cpu_source(rc["async_engine"], vllm_async_scheduling(r.release, rc["vtp"]),
-                                               f"NeMo-RL {r.release}"),
+            **cpu_sources(rc["async_engine"], vllm_async_scheduling(r.release, rc["vtp"]), f"NeMo-RL {r.release}"),
             "engine.gpu_memory_utilization": f"{recipe}: gpu_memory_utilization {rc['mem']}",
             "engine.dtype": f"{recipe}: generation precision {rc.get('gen_dtype', 'bf16')}",
             "engine.routing": "assumption: async runs hand groups to the least-loaded engine, sync runs split evenly",
@@ -471,7 +470,7 @@ def build_235b(framework: dict) -> None:
                     "cluster.gpus": "the publication's projection points: 512 and 2048 GB200 (arXiv 2604.26779, "
                                     "as reported in write-ups; the 512 case is not stored anywhere here)",
                     "engine.tensor_parallel_size": f"{NOTES} sec. 3.14-3.15: vLLM TP 8 for 235B on GB200",
-                    "engine.cpu_s_per_seq": cpu_source(True, vllm_async_scheduling("projection", 8), "the projection"),
+                    **cpu_sources(True, vllm_async_scheduling("projection", 8), "the projection (vLLM 0.17 line)"),
                     "engine.dtype": "the issue's projection: FP8 generation",
                     "engine.gpu_memory_utilization": f"{NOTES}: 0.6 colocated (base), 0.8 async",
                     "rollout.prompts": "assumption: the batch grows with the cluster (128 prompts per 512 GPUs)",
