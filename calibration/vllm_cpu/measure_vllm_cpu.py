@@ -28,14 +28,13 @@ import argparse
 import csv
 import json
 import os
-import platform
-import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+
+from python_speed_probe import cpu_name  # this folder (the script's own directory is on sys.path)
 
 
 def _llama8b_config_dir() -> str:
@@ -181,17 +180,6 @@ def run_one(batch: int, tokens: int, async_scheduling: bool) -> float:
     return wall / tokens
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
@@ -217,7 +205,7 @@ def main() -> None:
                 rows.append({"vllm": vllm.__version__, "multiprocessing": int(mp),
                              "async_scheduling": int(async_sched), "batch": b, "tokens": args.tokens,
                              "gpu_s": args.gpu_ms / 1e3, "iteration_s": round(med, 7),
-                             "exposed_cpu_s": round(med - args.gpu_ms / 1e3, 7), "cpu": _cpu_name()})
+                             "exposed_cpu_s": round(med - args.gpu_ms / 1e3, 7), "cpu": cpu_name()})
                 print(f"mp={mp} async_sched={int(async_sched)} batch={b:5d} iteration {med*1e3:8.3f} ms "
                       f"exposed {1e3*(med - args.gpu_ms/1e3):7.3f} ms", flush=True)
     with open(args.out, "w", newline="") as f:
