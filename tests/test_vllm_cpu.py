@@ -95,3 +95,13 @@ def test_published_scenarios_schedule_asynchronously_only_where_vllm_can():
         assert 1e-5 < e["cpu_s_per_seq"] < 5e-5
         seen.add(e["async_scheduling"])
     assert seen == {True, False}
+
+
+@pytest.mark.parametrize("per_seq", [3e-4, 1e-3])
+def test_fast_mode_follows_exact_when_the_cpu_outlasts_the_gpu(per_seq):
+    """Async scheduling makes the iteration max(GPU, CPU): fast mode's grid still tracks the exact event loop."""
+    sim = RolloutSimulator(load_scenario(None, [f"engine.cpu_s_per_seq={per_seq}", "engine.async_scheduling=true"]))
+    e, f = sim.run(mode="exact", seed=3), sim.run(mode="fast", seed=3)
+    assert f.rollout_s == pytest.approx(e.rollout_s, rel=0.01) and f.iterations == e.iterations
+    gpu_only = RolloutSimulator(load_scenario(None, ["engine.cpu_s_per_seq=0"])).run(mode="exact", seed=3)
+    assert e.rollout_s > 1.05 * gpu_only.rollout_s  # the CPU-bound iterations are exercised
