@@ -89,8 +89,9 @@ def test_published_scenarios_schedule_asynchronously_only_where_vllm_can():
     Every engine carries the measured slope of its process mode."""
     seen = set()
     for path in sorted((ROOT / "workloads" / "scenarios").glob("nemo-rl-*.yaml")):
-        e = yaml.safe_load(path.read_text())["engine"]
-        release = "v0.5" if "NeMo-RL v0.5" in yaml.safe_load(path.read_text())["description"] else "v0.6"
+        data = yaml.safe_load(path.read_text())
+        e = data["engine"]
+        release = "v0.5" if "NeMo-RL v0.5" in data["description"] else "v0.6"
         assert e["async_scheduling"] == (release == "v0.6" and e["tensor_parallel_size"] == 1), path.name
         assert 1e-5 < e["cpu_s_per_seq"] < 5e-5
         seen.add(e["async_scheduling"])

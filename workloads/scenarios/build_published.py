@@ -56,6 +56,15 @@ VLLM_CPU = "calibration/vllm_cpu/vllm_cpu_overhead.csv"
 _VLLM_CPU_TABLE = read_vllm_cpu_table(ROOT / VLLM_CPU)
 
 
+# the vLLM each kind of published run used (NOTES sec. 0 and 5b)
+VLLM_OF = {"v0.5": "NeMo-RL v0.5 (vLLM 0.11.2, NeMo-RL #1539)", "v0.6": "NeMo-RL v0.6 (vLLM 0.17 line)",
+           "paper": "the paper (vLLM 0.17 line)", "projection": "the projection (vLLM 0.17 line)"}
+# the measured slope per process mode (True: AsyncLLM, engine core in its own process; False: LLM class in NeMo-RL's
+# worker process), without async scheduling, where the CPU work adds to the GPU step and shows whole
+VLLM_CPU_S_PER_SEQ = {mp: round(fit_vllm_cpu(_VLLM_CPU_TABLE, multiprocessing=mp, async_scheduling=False).s_per_seq, 8)
+                      for mp in (False, True)}
+
+
 def vllm_async_scheduling(release: str, vllm_tp: int) -> bool:
     """Whether the run's vLLM overlaps scheduling with the GPU step (NOTES sec. 5b): on by default from vLLM 0.14,
     for the single-process ("uni") executor only; NeMo-RL runs TP > 1 through vLLM's Ray executor. v0.5 ran vLLM
@@ -63,23 +72,20 @@ def vllm_async_scheduling(release: str, vllm_tp: int) -> bool:
     return release != "v0.5" and vllm_tp == 1
 
 
-def vllm_cpu_s_per_seq(async_engine: bool) -> float:
-    """CPU seconds per scheduled sequence per iteration: the measured slope for the engine's process mode (AsyncLLM:
-    its own engine-core process; LLM: in NeMo-RL's worker process), without async scheduling (where the CPU work
-    adds to the GPU step and shows whole); with async scheduling the engine overlaps it with the GPU step."""
-    return round(fit_vllm_cpu(_VLLM_CPU_TABLE, multiprocessing=async_engine, async_scheduling=False).s_per_seq, 8)
-
-
-def cpu_sources(async_engine: bool, async_scheduling: bool, release: str) -> dict:
+def cpu_sources(async_engine: bool, release: str, vllm_tp: int) -> dict:
+    """Sources of engine.cpu_s_per_seq and engine.async_scheduling, as engine_defaults sets them."""
     mode = "AsyncLLM, engine core in its own process" if async_engine else "LLM class in the worker's process"
-    sched = ("on: single-GPU engine on vLLM's 'uni' executor, vLLM >= 0.14" if async_scheduling else
-             "off: " + ("vLLM 0.11.2" if release == "NeMo-RL v0.5" else "TP > 1 runs on vLLM's Ray executor"))
+    if vllm_async_scheduling(release, vllm_tp):
+        sched = "on: single-GPU engine on vLLM's 'uni' executor, vLLM >= 0.14"
+    else:
+        sched = "off: " + ("vLLM < 0.14" if release == "v0.5" else "TP > 1 runs on vLLM's Ray executor")
     return {"engine.cpu_s_per_seq": (
                 f"MEASURED ({VLLM_CPU}, python calibration/vllm_cpu/measure_vllm_cpu.py): vLLM 0.17.1's engine on "
                 f"a stand-in GPU ({mode}); slope of the exposed CPU time over 16-512 sequences without async "
                 f"scheduling ({NOTES} sec. 5b). Assumption: the published runs' hosts run Python at the measuring "
                 "host's speed (calibration/vllm_cpu/README.md: the device H200 host's Xeon within 1%)"),
-            "engine.async_scheduling": f"{release}: {sched} ({NOTES} sec. 5b)"}
+            "engine.async_scheduling": f"{VLLM_OF[release]}: {sched} ({NOTES} sec. 5b)"}
+
 
 _FIT_CMD = f"rlsim fit spec-overhead {TPOT} --hardware h100 --model llama-3.1-8b --drafter eagle3"
 
@@ -120,10 +126,11 @@ def lognormal_median_for_mean(mean: float, sigma: float, cap: float) -> float:
     return math.exp(mu)
 
 
-def engine_defaults(async_engine: bool, async_scheduling: bool) -> dict:
+def engine_defaults(async_engine: bool, release: str, vllm_tp: int) -> dict:
     seqs, tokens = (128, 2048) if async_engine else (1024, 16384)
     return {"max_num_seqs": seqs, "max_num_batched_tokens": tokens, "cuda_graph_max_batch": min(2 * seqs, 512),
-            **VLLM_OVERHEADS, "cpu_s_per_seq": vllm_cpu_s_per_seq(async_engine), "async_scheduling": async_scheduling}
+            **VLLM_OVERHEADS, "cpu_s_per_seq": VLLM_CPU_S_PER_SEQ[async_engine],
+            "async_scheduling": vllm_async_scheduling(release, vllm_tp)}
 
 
 def write(name: str, data: dict, header: str) -> None:
@@ -172,7 +179,7 @@ def paper_base(workload: str) -> dict:
         "model": "qwen3-8b",
         "cluster": {"hardware": "gb200", "gpus": 32},
         "engine": {"tensor_parallel_size": 1, "dtype": "bf16", "gpu_memory_utilization": 0.6,
-                   **engine_defaults(False, vllm_async_scheduling("paper", 1)), "routing": "round_robin"},
+                   **engine_defaults(False, "paper", 1), "routing": "round_robin"},
         "rollout": {"prompts": 512, "samples_per_prompt": 16, "max_response_tokens": 16384,
                     "prompt_tokens": {"kind": "lognormal", "median": 180, "sigma": 0.4, "min": 32},
                     "response_tokens": {"kind": "lognormal", "median": 2000.0, "sigma": SIGMA},
@@ -196,7 +203,7 @@ def paper_sources(workload: str, row: pd.Series, fitted: dict) -> dict:
         "cluster.gpus": f"{PAPER}: 32 GB200 GPUs (8 nodes x 4)",
         "cluster.hardware": "hardware_profiles/gb200.yaml",
         "engine.tensor_parallel_size": f"NeMo-RL default vLLM TP 1 ({NOTES} sec. 2); 16 GB of Qwen3-8B fits one GB200",
-        **cpu_sources(False, vllm_async_scheduling("paper", 1), "the paper (vLLM 0.17 line)"),
+        **cpu_sources(False, "paper", 1),
         "engine.gpu_memory_utilization": f"NeMo-RL base config 0.6 for colocated generation ({NOTES} sec. 2)",
         "engine.dtype": "assumption: bf16 generation (NeMo-RL default precision)",
         "rollout.prompts": "assumption: DAPO's 512 prompts per step (DAPO paper sec. 4; the publication is silent)",
@@ -364,7 +371,7 @@ def build_nemo(framework: dict) -> None:
             "cluster": {"hardware": r.system.lower(), "gpus": int(r.gpus)},
             "engine": {"tensor_parallel_size": rc["vtp"], "dtype": rc.get("gen_dtype", "bf16"),
                        "gpu_memory_utilization": rc["mem"],
-                       **engine_defaults(rc["async_engine"], vllm_async_scheduling(r.release, rc["vtp"])),
+                       **engine_defaults(rc["async_engine"], r.release, rc["vtp"]),
                        "routing": "least_loaded" if asyn else "round_robin"},
             "rollout": {"prompts": rc["prompts"], "samples_per_prompt": rc["gens"], "max_response_tokens": cap,
                         "prompt_tokens": {"kind": "lognormal", "median": prompt, "sigma": 0.3, "min": 16},
@@ -392,7 +399,7 @@ def build_nemo(framework: dict) -> None:
             "model": f"{SUMMARY}: {r.model}", "cluster.gpus": f"{SUMMARY}: {r.gpus} GPUs ({r.system})",
             "cluster.hardware": f"hardware_profiles/{r.system.lower()}.yaml",
             "engine.tensor_parallel_size": f"{recipe}: vLLM TP {rc['vtp']}",
-            **cpu_sources(rc["async_engine"], vllm_async_scheduling(r.release, rc["vtp"]), f"NeMo-RL {r.release}"),
+            **cpu_sources(rc["async_engine"], r.release, rc["vtp"]),
             "engine.gpu_memory_utilization": f"{recipe}: gpu_memory_utilization {rc['mem']}",
             "engine.dtype": f"{recipe}: generation precision {rc.get('gen_dtype', 'bf16')}",
             "engine.routing": "assumption: async runs hand groups to the least-loaded engine, sync runs split evenly",
@@ -444,7 +451,7 @@ def build_235b(framework: dict) -> None:
                     "model": "qwen3-235b-a22b",
                     "cluster": {"hardware": "gb200", "gpus": gpus},
                     "engine": {"tensor_parallel_size": 8, "dtype": "fp8", "gpu_memory_utilization": 0.8 if gen_gpus else 0.6,
-                               **engine_defaults(True, vllm_async_scheduling("projection", 8)),
+                               **engine_defaults(True, "projection", 8),
                                "routing": "least_loaded" if gen_gpus else "round_robin"},
                     "rollout": {"prompts": prompts, "samples_per_prompt": 16, "max_response_tokens": 16384,
                                 "prompt_tokens": {"kind": "lognormal", "median": 180, "sigma": 0.4, "min": 32},
@@ -470,7 +477,7 @@ def build_235b(framework: dict) -> None:
                     "cluster.gpus": "the publication's projection points: 512 and 2048 GB200 (arXiv 2604.26779, "
                                     "as reported in write-ups; the 512 case is not stored anywhere here)",
                     "engine.tensor_parallel_size": f"{NOTES} sec. 3.14-3.15: vLLM TP 8 for 235B on GB200",
-                    **cpu_sources(True, vllm_async_scheduling("projection", 8), "the projection (vLLM 0.17 line)"),
+                    **cpu_sources(True, "projection", 8),
                     "engine.dtype": "the issue's projection: FP8 generation",
                     "engine.gpu_memory_utilization": f"{NOTES}: 0.6 colocated (base), 0.8 async",
                     "rollout.prompts": "assumption: the batch grows with the cluster (128 prompts per 512 GPUs)",
