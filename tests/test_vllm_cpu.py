@@ -47,7 +47,7 @@ def test_async_rows_predicted_from_the_synchronous_fit(table, mp):
     for r in rows.itertuples():
         pred = fixed + max(0.0, fit.s_per_seq * r.batch - r.gpu_s)
         if fit.s_per_seq * r.batch < r.gpu_s:
-            assert abs(pred - r.exposed_cpu_s) < 6e-4, r.batch
+            assert abs(pred - r.exposed_cpu_s) < 5e-4, r.batch  # README: within 0.5 ms
         else:
             assert abs(pred - r.exposed_cpu_s) / r.exposed_cpu_s < 0.3, r.batch
     assert (fit.s_per_seq * rows["batch"] > rows["gpu_s"]).any()  # the table reaches the crossover
