@@ -96,6 +96,8 @@ def test_trace_becomes_fit_rows(shared):
      ["moe_train_bad.csv", "sideways"]),  # training-MoE table with an unknown pass
     ("moe_train_one_pass.csv", "shape,tokens,experts,topk,hidden,inter,pass,us\nx,1024,128,8,2048,768,fwd,10\n",
      ["moe_train_one_pass.csv", "passes"]),  # training-MoE table missing passes
+    ("vllm_moe_bad.csv", "shape,tokens,experts,topk,hidden,inter,config,us\nx,1,128,8,2048,768,guessed,10\n",
+     ["vllm_moe_bad.csv", "guessed"]),  # vLLM fused-MoE table with an unknown tile config
     ("host_copy_small.csv", "mode,total_bytes,tensor_bytes,seconds\nd2h_pageable,100,1,1\n",
      ["host_copy_small.csv", "total_bytes"]),  # host copies too small to fit a trainer's state
     ("host_copy_modes.csv", "mode,total_bytes,tensor_bytes,seconds\nd2h_pageable,5000000000,1,1\n",

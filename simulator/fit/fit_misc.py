@@ -49,6 +49,20 @@ def predict_moe(c, df, peak, bw, gemm):
     return _moe_pred(c, df, peak, bw, gemm)
 
 
+def cross_validate_moe(df: pd.DataFrame, reads_all: bool, peak: float, bw: float) -> np.ndarray:
+    """Relative errors on each expert shape (hidden, inter) when the curve is fitted on the other shapes only
+    (kernel-only rows, no router GEMM)."""
+    errs = []
+    for _, test in df.groupby(["hidden", "inter"]):
+        train = df.drop(test.index)
+        if train.empty:
+            continue
+        c = fit_moe(train.reset_index(drop=True), reads_all, peak, bw, None)
+        test = test.reset_index(drop=True)
+        errs.append(_moe_pred(c, test, peak, bw, None) / test["us"].to_numpy() - 1)
+    return np.concatenate(errs) if errs else np.array([])
+
+
 def fit_moe_train(df: pd.DataFrame, peak: float, bw: float) -> MoETrainCurve:
     """MoETrainCurve from training-style timings (rows shape,tokens,experts,topk,hidden,inter,pass,us): per
     rows-per-expert value, the mean over shapes of the forward's fraction of peak and of backward / forward; the

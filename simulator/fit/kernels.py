@@ -10,7 +10,7 @@ from simulator.fit.fit_attention import (cross_validate_attention, fit_attention
                                          fit_split, predict_attention, predict_mixed, predict_prefill)
 from simulator.fit.fit_collectives import fit_collectives
 from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
-from simulator.fit.fit_misc import (fit_elementwise, fit_graph_floor, fit_host_copy, fit_moe, fit_moe_train,
+from simulator.fit.fit_misc import (cross_validate_moe, fit_elementwise, fit_graph_floor, fit_host_copy, fit_moe, fit_moe_train,
                                     host_copy_fit_rows, predict_elementwise, predict_host_copy, predict_moe,
                                     predict_moe_train)
 from simulator.fit.measurements import Measurements
@@ -135,7 +135,28 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
                     "in-sample")
             derived.append(f"elementwise.{op}: linear least squares on {len(rows)} timings "
                            f"({', '.join(sorted(set(rows['source'])))})")
-    if "padded_bmm" in eff.moe and not m.table("moe").empty and "copy" in eff.elementwise:
+    moe = m.table("moe")
+    vllm_rows = moe[moe["impl"].str.startswith("vllm_fused_")] if not moe.empty else moe
+    if not vllm_rows.empty and "copy" in eff.elementwise:
+        kernel_s = eff.elementwise["copy"].overhead_s
+        for config, kernel in (("tuned", "fused"), ("default", "fused_default")):
+            rows = vllm_rows[vllm_rows["impl"] == f"vllm_fused_{config}"].reset_index(drop=True)
+            if rows.empty:
+                continue
+            c = fit_moe(rows, False, peak16, bw, None)
+            rep.add(f"moe {kernel} (vLLM fused_moe, {config} tiles)",
+                    predict_moe(c, rows, peak16, bw, None) / rows["us"].to_numpy() - 1, "in-sample")
+            if cross_validation:
+                rep.add(f"moe {kernel} (vLLM fused_moe, {config} tiles)",
+                        cross_validate_moe(rows, False, peak16, bw), "leave-one-shape-out CV")
+            eff.moe[kernel] = c.model_copy(update={
+                "route_s": c.route_s + FUSED_MOE_KERNELS * kernel_s, "kernels": MOE_KERNELS["fused"],
+                "fit_note": f"vLLM fused_moe Triton kernel with its {config} tile configs: {c.fit_note}, the two "
+                            f"expert launches alone; plus {FUSED_MOE_KERNELS} routing kernels (topk_softmax, "
+                            f"moe_align_block_size, silu_and_mul, moe_sum, scatter) at the fitted overhead of a "
+                            f"small copy kernel ({kernel_s * 1e6:.2f} us)"})
+            derived.append(f"moe.{kernel}: {eff.moe[kernel].fit_note}")
+    elif "padded_bmm" in eff.moe and not moe.empty and "copy" in eff.elementwise:
         pb = eff.moe["padded_bmm"]
         kernel_s = eff.elementwise["copy"].overhead_s
         eff.moe["fused"] = pb.model_copy(update={

@@ -4,6 +4,8 @@ Formats (see calibration/h200/shared/README.md and calibration/vidur/README.md):
 - gemm: op,m,n,k,us (dtype fp8 when the file name says fp8)
 - attention: batch,q_len,ctx,hq,hkv,d,us (backend from the file name: sdpa_gqa, prefill, else packed)
 - moe: tokens,experts,topk,hidden,inter,us [impl] (no impl: the expert GEMMs alone, batched over every expert)
+- vLLM fused-MoE kernel: shape,tokens,experts,topk,hidden,inter,config,...,us (config tuned | default: vLLM's
+  tile-config file or its default tiles; the two expert launches alone), read as impl vllm_fused_<config>
 - moe training: shape,tokens,experts,topk,hidden,inter,pass,us (pass fwd | fwd_bwd | fwd_permute)
 - elementwise: op,rows,width,us; graph overhead: n_kernels,us
 - Vidur per-operator tables (time_stats.<op>.median in ms per layer, by num_tokens and TP) and NCCL tables
@@ -148,6 +150,12 @@ def read_file(path: str | Path, m: Measurements, attention_backend: str = "packe
         if bad:
             raise RlsimError(f"unknown pass {sorted(bad)[0]!r} (fwd, fwd_bwd, fwd_permute)", str(p))
         m.moe_train.append(df[list(MOE_COLS) + ["pass"]].assign(source=src))
+    elif MOE_COLS | {"config"} <= cols:
+        df = _check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
+        bad = set(df["config"]) - {"tuned", "default"}
+        if bad:
+            raise RlsimError(f"unknown config {sorted(bad)[0]!r} (tuned, default)", str(p))
+        m.moe.append(df[list(MOE_COLS)].assign(impl="vllm_fused_" + df["config"], source=src))
     elif MOE_COLS <= cols:
         df = _check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
         impl = df["impl"] if "impl" in cols else "experts"

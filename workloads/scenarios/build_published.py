@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from simulator.costmodel.step import StepCostModel  # noqa: E402
 from simulator.fit.spec_overhead import fit_spec_overhead, read_tpot_table  # noqa: E402
 from simulator.fit.vllm_cpu import fit_vllm_cpu, read_vllm_cpu_table  # noqa: E402
+from simulator.model_config import load_model  # noqa: E402
 from simulator.pipeline.run import run_pipeline  # noqa: E402
 from simulator.scenario import Scenario  # noqa: E402
 from simulator.yamlio import write_text_atomic  # noqa: E402
@@ -70,6 +71,38 @@ def vllm_async_scheduling(release: str, vllm_tp: int) -> bool:
     for the single-process ("uni") executor only; NeMo-RL runs TP > 1 through vLLM's Ray executor. v0.5 ran vLLM
     0.11.2 (NeMo-RL #1539); v0.6, the paper and the projection the 0.17 line."""
     return release != "v0.5" and vllm_tp == 1
+
+
+MOE_CONFIGS = "workloads/published/vllm_0.17.1_fused_moe_configs.txt"
+_MOE_CONFIG_FILES = {ln.strip() for ln in (ROOT / MOE_CONFIGS).read_text().splitlines()
+                     if ln.strip() and not ln.startswith("#")}
+# torch.cuda.get_device_name() with spaces as underscores, as vLLM names its config files (the names in MOE_CONFIGS:
+# e.g. E=128,N=192,device_name=NVIDIA_H100_80GB_HBM3.json, E=128,N=384,device_name=NVIDIA_GB200,dtype=...)
+VLLM_DEVICE = {"h100": "NVIDIA_H100_80GB_HBM3", "h200": "NVIDIA_H200", "b200": "NVIDIA_B200", "gb200": "NVIDIA_GB200"}
+# the dtype part of the file name: Qwen3's FP8 checkpoints are block-quantized 128 x 128
+VLLM_MOE_DTYPE = {"bf16": "", "fp8": ",dtype=fp8_w8a8,block_shape=[128,128]"}
+
+
+def vllm_moe_config_file(hardware: str, model: str, vllm_tp: int, dtype: str) -> str:
+    """The tile-config file vLLM's fused_moe looks for (fused_moe.py get_config_file_name): experts, expert width per
+    GPU (vLLM shards each expert over TP), GPU name, dtype."""
+    moe = load_model(model).moe
+    return f"E={moe.experts},N={moe.expert_ffn // vllm_tp},device_name={VLLM_DEVICE[hardware]}{VLLM_MOE_DTYPE[dtype]}.json"
+
+
+def vllm_moe_kernel(hardware: str, model: str, vllm_tp: int, dtype: str) -> dict:
+    """engine.moe_kernel and its source: vLLM 0.17.1's fused_moe with its tuned tiles where it ships a config file
+    for this GPU and expert shape, its default tiles otherwise (both measured on the H200,
+    calibration/h200/measured/vllm_fused_moe.csv)."""
+    name = vllm_moe_config_file(hardware, model, vllm_tp, dtype)
+    tuned = name in _MOE_CONFIG_FILES
+    caveat = ("" if dtype == "bf16" else "; assumption: the bf16 kernel's measured tuned/default timings stand in "
+              "for the fp8 block-quantized kernel's")
+    return {"engine.moe_kernel": ("fused" if tuned else "fused_default",
+                                  f"{MOE_CONFIGS}: vLLM 0.17.1 {'ships' if tuned else 'ships no'} {name}, so its "
+                                  f"fused_moe runs {'tuned' if tuned else 'default'} tiles (measured on the H200: "
+                                  f"python calibration/h200/measure_vllm_moe.py; assumption: the same tuned/default "
+                                  f"efficiencies on this GPU{caveat})")}
 
 
 def cpu_sources(async_engine: bool, release: str, vllm_tp: int) -> dict:
@@ -393,7 +426,14 @@ def build_nemo(framework: dict) -> None:
         if asyn:
             data["pipeline"].update({"max_staleness": rc.get("staleness", 1), "in_flight_weight_updates": True,
                                      "generation_gpus": gen_gpus})
+        moe_src = {}
+        if load_model(rc["model"]).is_moe:
+            if r.release == "v0.5":
+                raise SystemExit(f"{key}: MoE under vLLM 0.11.2 has no config listing here ({MOE_CONFIGS} is 0.17.1)")
+            (data["engine"]["moe_kernel"], moe_src["engine.moe_kernel"]), = vllm_moe_kernel(
+                r.system.lower(), rc["model"], rc["vtp"], rc.get("gen_dtype", "bf16")).values()
         src = dict(SOURCES_COMMON)
+        src.update(moe_src)
         recipe = f"{NOTES} sec. {rc['sec']}"
         src.update({
             "model": f"{SUMMARY}: {r.model}", "cluster.gpus": f"{SUMMARY}: {r.gpus} GPUs ({r.system})",
@@ -472,7 +512,10 @@ def build_235b(framework: dict) -> None:
                 if gen_gpus:
                     data["pipeline"].update({"max_staleness": 1, "in_flight_weight_updates": True,
                                              "generation_gpus": gen_gpus})
+                (data["engine"]["moe_kernel"], moe_src), = vllm_moe_kernel("gb200", "qwen3-235b-a22b", 8,
+                                                                          "fp8").values()
                 src = dict(SOURCES_COMMON)
+                src["engine.moe_kernel"] = moe_src
                 src.update({
                     "cluster.gpus": "the publication's projection points: 512 and 2048 GB200 (arXiv 2604.26779, "
                                     "as reported in write-ups; the 512 case is not stored anywhere here)",
