@@ -135,7 +135,6 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
                     "in-sample")
             derived.append(f"elementwise.{op}: linear least squares on {len(rows)} timings "
                            f"({', '.join(sorted(set(rows['source'])))})")
-    moe = m.table("moe")
     vllm_rows = moe[moe["impl"].str.startswith("vllm_fused_")] if not moe.empty else moe
     if not vllm_rows.empty and "copy" in eff.elementwise:
         kernel_s = eff.elementwise["copy"].overhead_s

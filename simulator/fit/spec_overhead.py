@@ -24,6 +24,7 @@ import pandas as pd
 from simulator.costmodel.step import StepCostModel
 from simulator.errors import RlsimError
 from simulator.specdec.costs import DraftConfig, SpecDecodeCost
+from simulator.tableio import read_csv_table
 
 COLUMNS = ("drafter", "k", "acceptance_length", "tpot_ms")
 
@@ -44,13 +45,7 @@ class SpecOverheadFit:
 
 def read_tpot_table(path: str | Path) -> pd.DataFrame:
     """Rows of (drafter, k, acceptance_length, tpot_ms); one line naming the problem on bad input."""
-    try:
-        df = pd.read_csv(path, comment="#")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise RlsimError(f"cannot read {path}: {str(e).splitlines()[0]}", "tpot table") from None
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise RlsimError(f"{path} lacks column(s) {', '.join(missing)} (needs {', '.join(COLUMNS)})", "tpot table")
+    df = read_csv_table(path, COLUMNS, "TPOT table", "tpot table")
     for c in COLUMNS[1:]:
         vals = pd.to_numeric(df[c], errors="coerce")
         if vals.isna().any() or (vals < 0).any():

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import RlsimError
+from simulator.tableio import read_csv_table
 
 COLUMNS = ("multiprocessing", "async_scheduling", "batch", "exposed_cpu_s")
 MIN_BATCH = 16  # the line is fitted where the per-sequence part dominates (batch 1 is the fixed part alone)
@@ -31,14 +32,7 @@ class VllmCpuFit:
 
 def read_vllm_cpu_table(path: str | Path) -> pd.DataFrame:
     """The measured table; one error line naming the file if it is missing, unreadable or lacks a column."""
-    try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as e:
-        raise RlsimError(f"cannot read vLLM CPU timings: {e}", str(path)) from None
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise RlsimError(f"vLLM CPU timings lack column(s) {', '.join(missing)}", str(path))
-    return df
+    return read_csv_table(path, COLUMNS, "vLLM CPU timings", str(path))
 
 
 def fit_vllm_cpu(df: pd.DataFrame, multiprocessing: bool, async_scheduling: bool) -> VllmCpuFit:

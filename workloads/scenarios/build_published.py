@@ -90,7 +90,7 @@ def vllm_moe_config_file(hardware: str, model: str, vllm_tp: int, dtype: str) ->
     return f"E={moe.experts},N={moe.expert_ffn // vllm_tp},device_name={VLLM_DEVICE[hardware]}{VLLM_MOE_DTYPE[dtype]}.json"
 
 
-def vllm_moe_kernel(hardware: str, model: str, vllm_tp: int, dtype: str) -> dict:
+def vllm_moe_kernel(hardware: str, model: str, vllm_tp: int, dtype: str) -> tuple[str, str]:
     """engine.moe_kernel and its source: vLLM 0.17.1's fused_moe with its tuned tiles where it ships a config file
     for this GPU and expert shape, its default tiles otherwise (both measured on the H200,
     calibration/h200/measured/vllm_fused_moe.csv)."""
@@ -98,11 +98,10 @@ def vllm_moe_kernel(hardware: str, model: str, vllm_tp: int, dtype: str) -> dict
     tuned = name in _MOE_CONFIG_FILES
     caveat = ("" if dtype == "bf16" else "; assumption: the bf16 kernel's measured tuned/default timings stand in "
               "for the fp8 block-quantized kernel's")
-    return {"engine.moe_kernel": ("fused" if tuned else "fused_default",
-                                  f"{MOE_CONFIGS}: vLLM 0.17.1 {'ships' if tuned else 'ships no'} {name}, so its "
-                                  f"fused_moe runs {'tuned' if tuned else 'default'} tiles (measured on the H200: "
-                                  f"python calibration/h200/measure_vllm_moe.py; assumption: the same tuned/default "
-                                  f"efficiencies on this GPU{caveat})")}
+    return ("fused" if tuned else "fused_default",
+            f"{MOE_CONFIGS}: vLLM 0.17.1 {'ships' if tuned else 'ships no'} {name}, so its fused_moe runs "
+            f"{'tuned' if tuned else 'default'} tiles (measured on the H200: python calibration/h200/measure_vllm_moe.py; "
+            f"assumption: the same tuned/default efficiencies on this GPU{caveat})")
 
 
 def cpu_sources(async_engine: bool, release: str, vllm_tp: int) -> dict:
@@ -430,8 +429,8 @@ def build_nemo(framework: dict) -> None:
         if load_model(rc["model"]).is_moe:
             if r.release == "v0.5":
                 raise SystemExit(f"{key}: MoE under vLLM 0.11.2 has no config listing here ({MOE_CONFIGS} is 0.17.1)")
-            (data["engine"]["moe_kernel"], moe_src["engine.moe_kernel"]), = vllm_moe_kernel(
-                r.system.lower(), rc["model"], rc["vtp"], rc.get("gen_dtype", "bf16")).values()
+            data["engine"]["moe_kernel"], moe_src["engine.moe_kernel"] = vllm_moe_kernel(
+                r.system.lower(), rc["model"], rc["vtp"], rc.get("gen_dtype", "bf16"))
         src = dict(SOURCES_COMMON)
         src.update(moe_src)
         recipe = f"{NOTES} sec. {rc['sec']}"
@@ -479,6 +478,7 @@ def build_nemo(framework: dict) -> None:
 
 # --------------------------------------------------------------------------------------------- 235B projection
 def build_235b(framework: dict) -> None:
+    moe_kernel, moe_src = vllm_moe_kernel("gb200", "qwen3-235b-a22b", 8, "fp8")
     for gpus, prompts in ((512, 128), (2048, 512)):
         for mode in ("sync", "async"):
             for spec in ("ar", "eagle3"):
@@ -492,7 +492,7 @@ def build_235b(framework: dict) -> None:
                     "cluster": {"hardware": "gb200", "gpus": gpus},
                     "engine": {"tensor_parallel_size": 8, "dtype": "fp8", "gpu_memory_utilization": 0.8 if gen_gpus else 0.6,
                                **engine_defaults(True, "projection", 8),
-                               "routing": "least_loaded" if gen_gpus else "round_robin"},
+                               "routing": "least_loaded" if gen_gpus else "round_robin", "moe_kernel": moe_kernel},
                     "rollout": {"prompts": prompts, "samples_per_prompt": 16, "max_response_tokens": 16384,
                                 "prompt_tokens": {"kind": "lognormal", "median": 180, "sigma": 0.4, "min": 32},
                                 "response_tokens": {"kind": "lognormal", "median": 4000.0, "sigma": SIGMA},
@@ -512,8 +512,6 @@ def build_235b(framework: dict) -> None:
                 if gen_gpus:
                     data["pipeline"].update({"max_staleness": 1, "in_flight_weight_updates": True,
                                              "generation_gpus": gen_gpus})
-                (data["engine"]["moe_kernel"], moe_src), = vllm_moe_kernel("gb200", "qwen3-235b-a22b", 8,
-                                                                          "fp8").values()
                 src = dict(SOURCES_COMMON)
                 src["engine.moe_kernel"] = moe_src
                 src.update({
