@@ -120,7 +120,10 @@ class EngineConfig(YamlModel):
                                              "beyond the kernels (simulator/fit/spec_overhead.py)")
     draft_step_overhead_s: float = Field(0.0, ge=0, description="framework seconds per GPU draft step beyond the "
                                          "kernels (simulator/fit/spec_overhead.py)")
-    routing: Literal["round_robin", "least_loaded"] = "round_robin"
+    routing: Literal["round_robin", "blocked", "least_loaded"] = Field(
+        "round_robin", description="how the batch reaches the data-parallel engines: round_robin (sample i to "
+        "engine i mod N), blocked (contiguous blocks: whole prompt groups per engine, NeMo-RL's synchronous vLLM "
+        "generate) or least_loaded (a central queue; simulator/rollout/router.py)")
 
 
 class PartialRollout(YamlModel):
@@ -319,7 +322,8 @@ def apply_overrides(data: dict, sets: list[str] | tuple[str, ...], cls: type[Bas
     out = copy.deepcopy(data) if data else {}
     for item in sets or ():
         if "=" not in item:
-            raise RlsimError(f"expected dotted.key=value (got {item!r})", "--set")
+            hint = " (put the scenario before --set)" if item.endswith((".yaml", ".yml")) else ""
+            raise RlsimError(f"expected dotted.key=value (got {item!r}){hint}", "--set")
         key, _, text = item.partition("=")
         key = key.strip()
         parts = key.split(".")

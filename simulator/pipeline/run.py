@@ -225,8 +225,8 @@ def _async_throughput(sim, gen_scn, batches, mode, seed, age) -> float:
     max_trajectory_age prompt groups in flight and starts new ones as old ones finish, so the generation pool's
     time per step is throughput-bound while each step's latency still includes its stragglers. Simulate
     age + 1 batches as one stream with that many groups in flight (on at most ASYNC_ENGINES of the identical
-    engines, with their share of the groups) and return the pool's busy time per step as a fraction of the
-    batch-synchronous rollout time."""
+    engines, with their share of the groups) and return the pool's busy time per step (one batch's tokens at
+    the stream's full-load rate) as a fraction of the batch-synchronous rollout time."""
     scn = gen_scn
     P, G = scn.rollout.prompts, scn.rollout.samples_per_prompt
     E = sim.num_engines
@@ -250,9 +250,29 @@ def _async_throughput(sim, gen_scn, batches, mode, seed, age) -> float:
     for part in parts[1:]:
         stream = stream.concat(part)
     res = ssim.run(stream, mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0), rl_step=0)
-    step_of = res.requests["prompt_id"].to_numpy() // P
-    ready = [float(res.requests.loc[step_of == j, "finish_s"].max()) for j in range(W)]
-    gap = (ready[-1] - ready[0]) / (W - 1)
     # the same share of one batch, batch-synchronous, on the sampled engines
     one = ssim.run(parts[0], mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0), rl_step=0)
-    return min(1.0, gap / one.rollout_s) if one.rollout_s > 0 else 1.0
+    if one.rollout_s <= 0:
+        return 1.0
+    busy = full_load_batch_s(res.intervals, one.generated_tokens, min(cap, sim.max_num_seqs), n_eng)
+    if busy is None:  # the stream never fills the engines: the spacing of the batches' last finishes
+        step_of = res.requests["prompt_id"].to_numpy() // P
+        ready = [float(res.requests.loc[step_of == j, "finish_s"].max()) for j in range(W)]
+        busy = (ready[-1] - ready[0]) / (W - 1)
+    return min(1.0, busy / one.rollout_s)
+
+
+def full_load_batch_s(intervals: pd.DataFrame, batch_tokens: int, slots: int, engines: int) -> float | None:
+    """Seconds the pool needs for one batch's tokens at the rate it generates while every engine runs `slots`
+    sequences (the collector's in-flight share or max_num_seqs), from a stream's per-engine intervals; None if
+    no engine ever ran full.
+
+    The spacing of the batches' last finishes in a short stream is no estimate of this: the first batch's
+    stragglers finish late while the next batch is already mostly done (a two-batch stream of the 1-off H100
+    Llama-3.1-8B scenario spaces them 18 s apart; a long stream's steady spacing is 49-58 s)."""
+    full = intervals[intervals["running"] >= slots]
+    engine_s = float((full["end_s"] - full["start_s"]).sum())
+    if engine_s <= 0 or batch_tokens <= 0:
+        return None
+    rate = float(full["generated_tokens"].sum()) / engine_s * engines  # tokens/s of the whole pool
+    return batch_tokens / rate

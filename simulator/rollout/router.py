@@ -2,6 +2,9 @@
 
 round_robin: every sequence is assigned at t = 0, sequence i to engine i mod N (prompt-major order, so a
 prompt's samples spread over the engines); each engine queues what it cannot run yet.
+blocked: every sequence is assigned at t = 0 in contiguous blocks, engine e taking sequences
+[e * ceil(n / N), (e + 1) * ceil(n / N)), so whole prompt groups stay on one engine (NeMo-RL's synchronous
+vLLM generate: BatchedDataDict.shard_by_batch_size(dp_size, allow_uneven_shards=True)).
 least_loaded: the router keeps a central queue. At t = 0 it dispatches, one sequence at a time, to the
 engine with the fewest outstanding sequences (ties: fewest outstanding prompt tokens, then the lowest index),
 up to max_num_seqs per engine; the rest wait at the router and go to whichever engine next has fewer than
@@ -28,6 +31,11 @@ class Router:
         if policy == "round_robin":
             for rid in range(n):
                 engines[rid % len(engines)].add(rid)
+            return
+        if policy == "blocked":
+            block = -(-n // len(engines))
+            for rid in range(n):
+                engines[rid // block].add(rid)
             return
         heap = [(0, 0, e) for e in range(len(engines))]
         rid = 0

@@ -135,7 +135,9 @@ SOURCES_COMMON = {
                                     "kernels; assumption as spec_iteration_overhead_s",
     "rollout.response_tokens.sigma": "assumption: lognormal sigma 0.8 of the response length (RL responses are "
                                      "long-tailed; no published distribution)",
-    "rollout.group_correlation": "assumption: 0.5 on the latent log length within a GRPO group",
+    "rollout.group_correlation": "assumption: 0.5 on the latent log length within a GRPO group (samples of one prompt "
+                                 "have similar lengths: Seer, arXiv 2511.14617, builds its scheduler on that; no "
+                                 "published figure for these runs)",
     "reward.s_per_sample": "assumption: math verification on CPU workers, 5 ms per sample (NeMo-RL math env, 8 workers)",
     "training.grad_sync_exposed": "assumption: 20% of the gradient reduce-scatter + parameter all-gather not hidden "
                                   "by Megatron's overlap_grad_reduce / overlap_param_gather",
@@ -156,6 +158,27 @@ def lognormal_median_for_mean(mean: float, sigma: float, cap: float) -> float:
         return math.exp(mu + sigma ** 2 / 2) * ndtr(a) + cap * (1 - ndtr(b))
     mu = brentq(lambda m: trunc_mean(m) - mean, math.log(1.0), math.log(cap) + 6 * sigma)
     return math.exp(mu)
+
+
+ROUTING_SOURCE = {
+    "blocked": "NeMo-RL's synchronous vLLM generate hands each engine a contiguous block of the batch, so whole prompt "
+               "groups (VllmGeneration.generate -> BatchedDataDict.shard_by_batch_size(dp_size, allow_uneven_shards=True), "
+               "nemo_rl/models/generation/vllm/vllm_generation.py in xiuhu17/RL @09a056cf; workloads/published/"
+               "nemo_rl_recipes.md sec. 5c)",
+    "round_robin": "NeMo-RL's generate_async sends each sample to the next engine in turn (current_generate_dp_shard_idx, "
+                   "nemo_rl/models/generation/vllm/vllm_generation.py in xiuhu17/RL @09a056cf; workloads/published/"
+                   "nemo_rl_recipes.md sec. 5c)",
+    "least_loaded": "assumption: the asynchronous trajectory collector keeps every engine busy, so groups go to the "
+                    "least-loaded engine",
+}
+
+
+def routing(asynchronous: bool, async_engine: bool) -> str:
+    """How the scenario's rollout reaches the engines: async GRPO keeps engines fed; synchronous GRPO shards the batch
+    in blocks (vllm.LLM) or sample by sample (AsyncLLM)."""
+    if asynchronous:
+        return "least_loaded"
+    return "round_robin" if async_engine else "blocked"
 
 
 def engine_defaults(async_engine: bool, release: str, vllm_tp: int) -> dict:
@@ -211,7 +234,7 @@ def paper_base(workload: str) -> dict:
         "model": "qwen3-8b",
         "cluster": {"hardware": "gb200", "gpus": 32},
         "engine": {"tensor_parallel_size": 1, "dtype": "bf16", "gpu_memory_utilization": 0.6,
-                   **engine_defaults(False, "paper", 1), "routing": "round_robin"},
+                   **engine_defaults(False, "paper", 1), "routing": "blocked"},
         "rollout": {"prompts": 512, "samples_per_prompt": 16, "max_response_tokens": 16384,
                     "prompt_tokens": {"kind": "lognormal", "median": 180, "sigma": 0.4, "min": 32},
                     "response_tokens": {"kind": "lognormal", "median": 2000.0, "sigma": SIGMA},
@@ -236,6 +259,7 @@ def paper_sources(workload: str, row: pd.Series, fitted: dict) -> dict:
         "cluster.hardware": "hardware_profiles/gb200.yaml",
         "engine.tensor_parallel_size": f"NeMo-RL default vLLM TP 1 ({NOTES} sec. 2); 16 GB of Qwen3-8B fits one GB200",
         **cpu_sources(False, "paper", 1),
+        "engine.routing": ROUTING_SOURCE["blocked"],
         "engine.gpu_memory_utilization": f"NeMo-RL base config 0.6 for colocated generation ({NOTES} sec. 2)",
         "engine.dtype": "assumption: bf16 generation (NeMo-RL default precision)",
         "rollout.prompts": "assumption: DAPO's 512 prompts per step (DAPO paper sec. 4; the publication is silent)",
@@ -404,7 +428,7 @@ def build_nemo(framework: dict) -> None:
             "engine": {"tensor_parallel_size": rc["vtp"], "dtype": rc.get("gen_dtype", "bf16"),
                        "gpu_memory_utilization": rc["mem"],
                        **engine_defaults(rc["async_engine"], r.release, rc["vtp"]),
-                       "routing": "least_loaded" if asyn else "round_robin"},
+                       "routing": routing(asyn, rc["async_engine"])},
             "rollout": {"prompts": rc["prompts"], "samples_per_prompt": rc["gens"], "max_response_tokens": cap,
                         "prompt_tokens": {"kind": "lognormal", "median": prompt, "sigma": 0.3, "min": 16},
                         "response_tokens": {"kind": "lognormal", "median": round(med, 1), "sigma": SIGMA},
@@ -441,7 +465,7 @@ def build_nemo(framework: dict) -> None:
             **cpu_sources(rc["async_engine"], r.release, rc["vtp"]),
             "engine.gpu_memory_utilization": f"{recipe}: gpu_memory_utilization {rc['mem']}",
             "engine.dtype": f"{recipe}: generation precision {rc.get('gen_dtype', 'bf16')}",
-            "engine.routing": "assumption: async runs hand groups to the least-loaded engine, sync runs split evenly",
+            "engine.routing": ROUTING_SOURCE[routing(asyn, rc["async_engine"])],
             "rollout.prompts": f"{recipe}: num_prompts_per_step {rc['prompts']}",
             "rollout.samples_per_prompt": f"{recipe}: num_generations_per_prompt {rc['gens']}",
             "rollout.max_response_tokens": f"{recipe}: max_total_sequence_length {rc['seq']} minus the prompt",
@@ -492,7 +516,7 @@ def build_235b(framework: dict) -> None:
                     "cluster": {"hardware": "gb200", "gpus": gpus},
                     "engine": {"tensor_parallel_size": 8, "dtype": "fp8", "gpu_memory_utilization": 0.8 if gen_gpus else 0.6,
                                **engine_defaults(True, "projection", 8),
-                               "routing": "least_loaded" if gen_gpus else "round_robin", "moe_kernel": moe_kernel},
+                               "routing": routing(bool(gen_gpus), True), "moe_kernel": moe_kernel},
                     "rollout": {"prompts": prompts, "samples_per_prompt": 16, "max_response_tokens": 16384,
                                 "prompt_tokens": {"kind": "lognormal", "median": 180, "sigma": 0.4, "min": 32},
                                 "response_tokens": {"kind": "lognormal", "median": 4000.0, "sigma": SIGMA},
@@ -519,6 +543,7 @@ def build_235b(framework: dict) -> None:
                                     "as reported in write-ups; the 512 case is not stored anywhere here)",
                     "engine.tensor_parallel_size": f"{NOTES} sec. 3.14-3.15: vLLM TP 8 for 235B on GB200",
                     **cpu_sources(True, "projection", 8),
+                    "engine.routing": ROUTING_SOURCE[routing(bool(gen_gpus), True)],
                     "engine.dtype": "the issue's projection: FP8 generation",
                     "engine.gpu_memory_utilization": f"{NOTES}: 0.6 colocated (base), 0.8 async",
                     "rollout.prompts": "assumption: the batch grows with the cluster (128 prompts per 512 GPUs)",
