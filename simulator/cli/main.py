@@ -27,7 +27,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is a single line naming the option."""
 
     def error(self, message):  # noqa: D102
-        raise RlsimError(message, self.prog)
+        # the top-level parser reports what no subcommand took (a stray argument): its message names it
+        raise RlsimError(message, self.prog if self.prog != "rlsim" else None)
 
 
 def build_parser(available: dict[str, object]) -> argparse.ArgumentParser:
