@@ -33,7 +33,7 @@ KNOWN = {
     ("H100 Llama-3.1-8B-Instruct 1-off fp8 x16 / on x16", "off/on step-time ratio"):
         "the 1-off FP8 step is training-bound (above)",
     ("H100 Qwen3-30B-A3B 1-off x32 / on x32", "off/on step-time ratio"):
-        "on-policy row 18% fast, 1-off row 12% slow: the published pair (192 s / 152 s) implies a colocated cost or a "
+        "on-policy row 18% fast, 1-off row 13% slow: the published pair (192 s / 152 s) implies a colocated cost or a "
         "faster async generation than rlsim models",
     ("H100 Qwen3-30B-A3B 8-off x192 / on x32", "off/on step-time ratio"): "on-policy row 18% fast, 8-off 33% slow (above)",
 }

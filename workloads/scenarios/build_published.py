@@ -165,20 +165,18 @@ ROUTING_SOURCE = {
                "groups (VllmGeneration.generate -> BatchedDataDict.shard_by_batch_size(dp_size, allow_uneven_shards=True), "
                "nemo_rl/models/generation/vllm/vllm_generation.py in xiuhu17/RL @09a056cf; workloads/published/"
                "nemo_rl_recipes.md sec. 5c)",
-    "round_robin": "NeMo-RL's generate_async sends each sample to the next engine in turn (current_generate_dp_shard_idx, "
-                   "nemo_rl/models/generation/vllm/vllm_generation.py in xiuhu17/RL @09a056cf; workloads/published/"
-                   "nemo_rl_recipes.md sec. 5c)",
-    "least_loaded": "assumption: the asynchronous trajectory collector keeps every engine busy, so groups go to the "
-                    "least-loaded engine",
+    "round_robin": "NeMo-RL's AsyncLLM path makes one generate_async call per sample (run_async_multi_turn_rollout, in "
+                   "synchronous GRPO and in the async trajectory collector alike) and sends each call to the next "
+                   "engine in turn (current_generate_dp_shard_idx, nemo_rl/models/generation/vllm/vllm_generation.py in "
+                   "xiuhu17/RL @09a056cf; workloads/published/nemo_rl_recipes.md sec. 5c); each vLLM engine queues what "
+                   "it cannot run yet",
 }
 
 
 def routing(asynchronous: bool, async_engine: bool) -> str:
-    """How the scenario's rollout reaches the engines: async GRPO keeps engines fed; synchronous GRPO shards the batch
-    in blocks (vllm.LLM) or sample by sample (AsyncLLM)."""
-    if asynchronous:
-        return "least_loaded"
-    return "round_robin" if async_engine else "blocked"
+    """How NeMo-RL hands the rollout to the engines: the vllm.LLM path in blocks, the AsyncLLM path (every async
+    GRPO run, and synchronous runs with async_engine) sample by sample in turn."""
+    return "round_robin" if (asynchronous or async_engine) else "blocked"
 
 
 def engine_defaults(async_engine: bool, release: str, vllm_tp: int) -> dict:
