@@ -8,8 +8,10 @@ import pytest
 
 from conftest import assert_one_line_error, run_cli
 from simulator.errors import RlsimError
-from simulator.pipeline.run import run_pipeline
+from simulator.pipeline.run import batch_finish_s, batch_stream, full_load_batch_s, run_pipeline
 from simulator.pipeline.sim import TIMERS, StepCosts, simulate
+from simulator.rollout import RolloutSimulator
+from simulator.rollout.workload import sample_requests
 from simulator.scenario import load_scenario, scenario_from_dict
 
 KEYS = ["total_step_time", "generation", "exposed_generation", "policy_and_reference_logprobs", "policy_training",
@@ -150,10 +152,6 @@ def test_async_pool_time_per_batch_is_the_full_load_rate_of_a_long_stream():
     """The async generation pool's time per batch (run.full_load_batch_s, from a two-batch stream) matches the
     steady rate of a ten-batch stream of the same batches; the spacing of the two batches' last finishes does
     not (the first batch's stragglers finish late, beside the second batch's work)."""
-    from simulator.pipeline.run import full_load_batch_s
-    from simulator.rollout import RolloutSimulator
-    from simulator.rollout.workload import RequestBatch, sample_requests
-
     scn = scenario_from_dict({}, ["rollout.prompts=16", "rollout.samples_per_prompt=16", "cluster.gpus=2",
                                   "engine.max_num_seqs=32", "engine.routing=least_loaded",
                                   "rollout.max_response_tokens=4096", "rollout.response_tokens.sigma=0.9"])
@@ -163,27 +161,13 @@ def test_async_pool_time_per_batch_is_the_full_load_rate_of_a_long_stream():
     for seed in (5, 6, 7):
         rng = np.random.default_rng(seed)
         batches = [sample_requests(scn.rollout, rng) for _ in range(10)]
-
-        def stream(w):
-            parts = [RequestBatch(prompt_id=b.prompt_id + j * P, sample=b.sample, prompt_tokens=b.prompt_tokens,
-                                  response_tokens=b.response_tokens, truncated=b.truncated)
-                     for j, b in enumerate(batches[:w])]
-            out = parts[0]
-            for p in parts[1:]:
-                out = out.concat(p)
-            return out
-
-        def ready(res, w):
-            step = res.requests["prompt_id"].to_numpy() // P
-            return np.array([res.requests.loc[step == j, "finish_s"].max() for j in range(w)])
-
         tokens = [int(b.response_tokens.sum()) for b in batches]
-        r10 = ready(sim.run(stream(10), mode="fast", seed=0), 10)
+        r10 = batch_finish_s(sim.run(batch_stream(batches, P), mode="fast", seed=0).requests, P, 10)
         steady_rate = sum(tokens[2:8]) / (r10[7] - r10[1])  # tokens/s away from the start and the drain
-        two = sim.run(stream(2), mode="fast", seed=0)
+        two = sim.run(batch_stream(batches[:2], P), mode="fast", seed=0)
         est = full_load_batch_s(two.intervals, tokens[0], 32, 2)
         est_err.append(abs(est * steady_rate / tokens[0] - 1))
-        naive_err.append(abs(np.diff(ready(two, 2))[0] * steady_rate / tokens[0] - 1))
+        naive_err.append(abs(np.diff(batch_finish_s(two.requests, P, 2))[0] * steady_rate / tokens[0] - 1))
         assert full_load_batch_s(two.intervals, tokens[0], 10_000, 2) is None  # never full: no estimate
     assert max(est_err) < 0.08, est_err
     assert np.mean(naive_err) > 3 * np.mean(est_err), (naive_err, est_err)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+from simulator.cli.options import add_set_option
 from simulator.errors import RlsimError
 
 
@@ -22,8 +23,7 @@ def register(sub) -> None:
     p.add_argument("scenario", nargs="?", help="scenario YAML (default: workloads/scenarios/default.yaml)")
     p.add_argument("--gpus", type=int, required=True, help="GPUs of the cluster")
     p.add_argument("--objective", default="step_time", help="step_time (min) or tokens_per_s_per_gpu (max)")
-    p.add_argument("--set", dest="sets", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="fixed overrides of the scenario (several per --set; repeatable)")
+    add_set_option(p, "fixed overrides of the scenario (several per --set; repeatable)")
     p.add_argument("--max-k", type=int, default=5, help="largest draft length tried (default 5)")
     p.add_argument("--no-dynamic-k", action="store_true", help="do not try dynamic k")
     p.add_argument("--splits", default="0.25,0.375,0.5,0.625,0.75",

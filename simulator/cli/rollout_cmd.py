@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from simulator.cli.options import add_set_option
 from simulator.errors import RlsimError
 
 
@@ -18,8 +19,7 @@ def register(sub) -> None:
     p = sub.add_parser("rollout", help="simulate one rollout batch (generation time, tokens/s, the tail)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("scenario", nargs="?", help="scenario YAML (default: workloads/scenarios/default.yaml)")
-    p.add_argument("--set", dest="sets", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override a scenario key, e.g. --set rollout.prompts=128 engine.max_num_seqs=256")
+    add_set_option(p, "override a scenario key, e.g. --set rollout.prompts=128 engine.max_num_seqs=256")
     p.add_argument("--mode", default="fast", help="fast (default) or exact (one event per engine iteration)")
     p.add_argument("--seed", type=int, help="random seed (default: the scenario's)")
     p.add_argument("--trace", metavar="OUT.json", help="write a Chrome/Perfetto trace of the engines' timelines")

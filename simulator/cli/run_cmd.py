@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from simulator.cli.options import add_set_option
 from simulator.errors import RlsimError
 
 
@@ -16,8 +17,7 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="simulate RL steps of a scenario (sync or async GRPO)",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("scenario", nargs="?", help="scenario YAML (default: workloads/scenarios/default.yaml)")
-    p.add_argument("--set", dest="sets", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override scenario keys, e.g. --set pipeline.mode=async pipeline.max_staleness=2 (repeatable)")
+    add_set_option(p, "override scenario keys, e.g. --set pipeline.mode=async pipeline.max_staleness=2 (repeatable)")
     p.add_argument("--steps", type=int, help="RL steps to simulate (default: pipeline.steps)")
     p.add_argument("--seed", type=int, help="random seed (default: the scenario's)")
     p.add_argument("--mode", choices=("fast", "exact"), default="fast", help="rollout simulation mode")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+from simulator.cli.options import add_set_option
 from simulator.errors import RlsimError
 
 
@@ -22,8 +23,7 @@ def register(sub) -> None:
     p.add_argument("scenario", nargs="?", help="scenario YAML (default: workloads/scenarios/default.yaml)")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="a swept key and its values (repeatable; ranges a:b and a:b:step)")
-    p.add_argument("--set", dest="sets", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="fixed overrides applied to every point (several per --set; repeatable)")
+    add_set_option(p, "fixed overrides applied to every point (several per --set; repeatable)")
     p.add_argument("--out", required=True, metavar="FILE", help="results table (.parquet or .csv)")
     p.add_argument("--steps", type=int, help="RL steps per point (default: the scenario's pipeline.steps)")
     p.add_argument("--seed", type=int, help="random seed of every point (default: the scenario's)")

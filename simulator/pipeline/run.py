@@ -8,6 +8,7 @@ has `pipeline.generation_gpus` GPUs and training the rest (or `training.gpus`). 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -239,27 +240,33 @@ def _async_throughput(sim, gen_scn, batches, mode, seed, age) -> float:
         "engine": scn.engine.model_copy(update={"data_parallel_size": None,
                                                 "max_num_seqs": min(cap, sim.max_num_seqs)})})
     ssim = RolloutSimulator(sub.with_base_dir(scn.base_dir))
-    parts = []
-    for j in range(W):
-        b = batches[j % len(batches)]
-        m = b.prompt_id < keep
-        parts.append(RequestBatch(prompt_id=b.prompt_id[m] + j * P, sample=b.sample[m],
-                                  prompt_tokens=b.prompt_tokens[m], response_tokens=b.response_tokens[m],
-                                  truncated=b.truncated[m]))
-    stream = parts[0]
-    for part in parts[1:]:
-        stream = stream.concat(part)
-    res = ssim.run(stream, mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0), rl_step=0)
+    parts = [b.subset(b.prompt_id < keep) for b in (batches[j % len(batches)] for j in range(W))]
+    res = ssim.run(batch_stream(parts, P), mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0),
+                   rl_step=0)
     # the same share of one batch, batch-synchronous, on the sampled engines
     one = ssim.run(parts[0], mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0), rl_step=0)
     if one.rollout_s <= 0:
         return 1.0
     busy = full_load_batch_s(res.intervals, one.generated_tokens, min(cap, sim.max_num_seqs), n_eng)
     if busy is None:  # the stream never fills the engines: the spacing of the batches' last finishes
-        step_of = res.requests["prompt_id"].to_numpy() // P
-        ready = [float(res.requests.loc[step_of == j, "finish_s"].max()) for j in range(W)]
+        ready = batch_finish_s(res.requests, P, W)
         busy = (ready[-1] - ready[0]) / (W - 1)
     return min(1.0, busy / one.rollout_s)
+
+
+def batch_stream(batches: list[RequestBatch], prompts_per_batch: int) -> RequestBatch:
+    """The batches as one request stream in order, batch j's prompt ids offset by j * prompts_per_batch."""
+    out = None
+    for j, b in enumerate(batches):
+        part = dataclasses.replace(b, prompt_id=b.prompt_id + j * prompts_per_batch)
+        out = part if out is None else out.concat(part)
+    return out
+
+
+def batch_finish_s(requests: pd.DataFrame, prompts_per_batch: int, n_batches: int) -> np.ndarray:
+    """Seconds at which each batch of a `batch_stream` run had its last sequence finish."""
+    batch_of = requests["prompt_id"].to_numpy() // prompts_per_batch
+    return np.array([requests.loc[batch_of == j, "finish_s"].max() for j in range(n_batches)], dtype=float)
 
 
 def full_load_batch_s(intervals: pd.DataFrame, batch_tokens: int, slots: int, engines: int) -> float | None:

@@ -417,6 +417,7 @@ def build_nemo(framework: dict) -> None:
         med = lognormal_median_for_mean(float(r.mean_seq_len), SIGMA, cap)
         asyn = r.policy != "on"
         gen_gpus = rc.get("gen_gpus")
+        route = routing(asyn, rc["async_engine"])
         data = {
             "name": nemo_name(*key).removesuffix(".yaml"),
             "description": f"NeMo-RL {r.release} GRPO: {r.model} on {r.gpus} {r.system}, "
@@ -426,7 +427,7 @@ def build_nemo(framework: dict) -> None:
             "engine": {"tensor_parallel_size": rc["vtp"], "dtype": rc.get("gen_dtype", "bf16"),
                        "gpu_memory_utilization": rc["mem"],
                        **engine_defaults(rc["async_engine"], r.release, rc["vtp"]),
-                       "routing": routing(asyn, rc["async_engine"])},
+                       "routing": route},
             "rollout": {"prompts": rc["prompts"], "samples_per_prompt": rc["gens"], "max_response_tokens": cap,
                         "prompt_tokens": {"kind": "lognormal", "median": prompt, "sigma": 0.3, "min": 16},
                         "response_tokens": {"kind": "lognormal", "median": round(med, 1), "sigma": SIGMA},
@@ -463,7 +464,7 @@ def build_nemo(framework: dict) -> None:
             **cpu_sources(rc["async_engine"], r.release, rc["vtp"]),
             "engine.gpu_memory_utilization": f"{recipe}: gpu_memory_utilization {rc['mem']}",
             "engine.dtype": f"{recipe}: generation precision {rc.get('gen_dtype', 'bf16')}",
-            "engine.routing": ROUTING_SOURCE[routing(asyn, rc["async_engine"])],
+            "engine.routing": ROUTING_SOURCE[route],
             "rollout.prompts": f"{recipe}: num_prompts_per_step {rc['prompts']}",
             "rollout.samples_per_prompt": f"{recipe}: num_generations_per_prompt {rc['gens']}",
             "rollout.max_response_tokens": f"{recipe}: max_total_sequence_length {rc['seq']} minus the prompt",
@@ -505,6 +506,7 @@ def build_235b(framework: dict) -> None:
         for mode in ("sync", "async"):
             for spec in ("ar", "eagle3"):
                 gen_gpus = gpus // 2 if mode == "async" else None
+                route = routing(mode == "async", True)  # the projection's engines are AsyncLLM (sec. 3.14-3.15)
                 data = {
                     "name": f"qwen3-235b-a22b-gb200x{gpus}-{mode}-{spec}",
                     "description": f"Qwen3-235B-A22B GRPO on {gpus} GB200 (NVL72), FP8 generation, {mode}"
@@ -514,7 +516,7 @@ def build_235b(framework: dict) -> None:
                     "cluster": {"hardware": "gb200", "gpus": gpus},
                     "engine": {"tensor_parallel_size": 8, "dtype": "fp8", "gpu_memory_utilization": 0.8 if gen_gpus else 0.6,
                                **engine_defaults(True, "projection", 8),
-                               "routing": routing(bool(gen_gpus), True), "moe_kernel": moe_kernel},
+                               "routing": route, "moe_kernel": moe_kernel},
                     "rollout": {"prompts": prompts, "samples_per_prompt": 16, "max_response_tokens": 16384,
                                 "prompt_tokens": {"kind": "lognormal", "median": 180, "sigma": 0.4, "min": 32},
                                 "response_tokens": {"kind": "lognormal", "median": 4000.0, "sigma": SIGMA},
@@ -541,7 +543,7 @@ def build_235b(framework: dict) -> None:
                                     "as reported in write-ups; the 512 case is not stored anywhere here)",
                     "engine.tensor_parallel_size": f"{NOTES} sec. 3.14-3.15: vLLM TP 8 for 235B on GB200",
                     **cpu_sources(True, "projection", 8),
-                    "engine.routing": ROUTING_SOURCE[routing(bool(gen_gpus), True)],
+                    "engine.routing": ROUTING_SOURCE[route],
                     "engine.dtype": "the issue's projection: FP8 generation",
                     "engine.gpu_memory_utilization": f"{NOTES}: 0.6 colocated (base), 0.8 async",
                     "rollout.prompts": "assumption: the batch grows with the cluster (128 prompts per 512 GPUs)",
