@@ -18,8 +18,10 @@ class PipelineConfig(YamlModel):
     mode: Literal["sync", "async"] = "sync"
     colocated: bool = True
     max_staleness: int = Field(1, ge=0, description="async: max trajectory age in steps "
-                                                    "(grpo.async_grpo.max_trajectory_age_steps)")
-    in_flight_weight_updates: bool = False
+                                                    "(grpo.async_grpo.max_trajectory_age_steps); also caps the prompt "
+                                                    "groups in flight at prompts x max_staleness")
+    in_flight_weight_updates: bool = Field(False, description="async: refit while rollouts are in flight (they pause "
+                                                              "for the transfer) instead of waiting for them")
     generation_gpus: int | None = Field(None, description="not colocated: GPUs of the generation pool (default: half)")
     steps: int = Field(5, ge=1, description="RL steps to simulate")
     warmup_steps: int | None = Field(None, description="steps left out of the steady-state means (default: staleness+1 "
@@ -40,7 +42,6 @@ class PipelineConfig(YamlModel):
     distinct_rollouts: int = Field(2, ge=0, description="when nothing changes between steps (no length growth, no "
                                                         "acceptance drift), simulate at most this many rollouts and "
                                                         "reuse them in turn (0: simulate every step)")
-
 
 
 class DraftTrainingConfig(YamlModel):

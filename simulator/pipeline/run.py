@@ -18,6 +18,7 @@ import pandas as pd
 
 from simulator.errors import RlsimError
 from simulator.pipeline.config import PipelineConfig, RewardConfig, TrainingConfig
+from simulator.pipeline.collector import cosimulate_async, sample_engines
 from simulator.pipeline.sim import TIMERS, StepCosts, simulate
 from simulator.rollout.sim import RolloutSimulator, build_acceptance
 from simulator.rollout.workload import RequestBatch, sample_requests
@@ -49,12 +50,12 @@ class PipelineResult:
         return out
 
     def trace(self) -> dict:
-        """Chrome/Perfetto trace: one process per GPU pool, one thread per stage kind."""
+        """Chrome/Perfetto trace: one process per GPU pool; async batches in flight together on separate threads."""
         pools = sorted({e["pool"] for e in self.events})
         ev = [{"name": "process_name", "ph": "M", "pid": i, "args": {"name": f"{p} GPUs"}} for i, p in enumerate(pools)]
         for e in self.events:
-            ev.append({"name": e["name"], "ph": "X", "pid": pools.index(e["pool"]), "tid": 0, "ts": e["start"] * 1e6,
-                       "dur": (e["end"] - e["start"]) * 1e6, "args": {"rl_step": e["step"]}})
+            ev.append({"name": e["name"], "ph": "X", "pid": pools.index(e["pool"]), "tid": e.get("lane", 0),
+                       "ts": e["start"] * 1e6, "dur": (e["end"] - e["start"]) * 1e6, "args": {"rl_step": e["step"]}})
         return {"traceEvents": ev, "displayTimeUnit": "ms"}
 
 
@@ -126,12 +127,15 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
     for i in range(n_sim):
         b = sample_requests(scn.rollout, np.random.default_rng(rng.integers(2**63)), scn.base_dir)
         batches.append(_grow(b, (1.0 + p.response_growth_per_step) ** i, scn.rollout.max_response_tokens))
-    # one rollout per RL step (batch-synchronous): its duration is the step's generation latency
-    per_step = _sync_rollouts(sim, batches, scn, rollout_mode, rng)
-    busy_scale = None
     if p.mode == "async":
-        busy_scale = _async_throughput(sim, gen_scn, batches, rollout_mode, int(rng.integers(2**31)),
-                                       max(p.max_staleness, 1))
+        if scn.rollout.partial is not None:
+            raise RlsimError("partial rollouts are simulated in sync mode only", "rollout.partial")
+        # generation is co-simulated with the trainer below; here only each step's sequences (all finish)
+        per_step = [(math.nan, _finished_requests(b), [], math.nan, 0, 0) for b in batches]
+        cosim_seed = int(rng.integers(2**31))
+    else:
+        # one rollout per RL step (batch-synchronous): its duration is the step's generation latency
+        per_step = _sync_rollouts(sim, batches, scn, rollout_mode, rng)
     notes_pre = []
     if static and len(per_step) < n_steps:
         per_step = [per_step[i % len(per_step)] for i in range(n_steps)]
@@ -171,18 +175,28 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
         train_s += moves["state_onload"]
         costs.append(StepCosts(generation_s=gen_s, reward_s=reward_s, logprob_s=lp_s, train_s=train_s,
                                refit_s=refit_s, data_s=p.data_s, generated_tokens=generated,
-                               total_tokens=total_tokens, mean_acceptance_length=mean_acc,
-                               generation_busy_s=(gen_s * busy_scale) if busy_scale is not None else None))
+                               total_tokens=total_tokens, mean_acceptance_length=mean_acc))
         rows.append({"samples": samples, "generated_tokens": generated, "mean_acceptance_length": mean_acc,
                      "mean_response_tokens": float(done["response_tokens"].mean()) if samples else 0.0,
                      "carried_sequences": carried_n, "preemptions": preempt,
                      "training_detail": {**{k: float(v) for k, v in tt.parts.items()}, **moves}})
         notes += [n for n in res_notes if n not in notes]
-    run = simulate(costs, p.mode, p.colocated, p.max_staleness, p.in_flight_weight_updates)
+    if p.mode == "async":
+        run, sample, per_batch = _cosimulate(sim, gen_scn, batches, costs, p, rollout_mode, cosim_seed)
+        for row, (acc, pre) in zip(rows, per_batch):
+            row["mean_acceptance_length"], row["preemptions"] = acc, pre
+        if sample.engines < sample.pool_engines:
+            notes.append(f"async generation co-simulated on {sample.engines} of the {sample.pool_engines} engines "
+                         f"with {sample.groups} of each step's {sample.prompts} prompt groups")
+        if _drifts(scn):
+            notes.append("async generation uses the first RL step's acceptance throughout (its drift is not "
+                         "co-simulated)")
+    else:
+        run = simulate(costs, p.colocated)
     df = pd.DataFrame([{**{k: s[k] for k in TIMERS}, **r} for s, r in zip(run.steps, rows)])
     df.insert(0, "step", range(n_steps))
     all_gpus = scn.cluster.gpus
-    df["rollout_tokens_per_s"] = [c.generated_tokens / c.generation_s if c.generation_s else 0.0 for c in costs]
+    df["rollout_tokens_per_s"] = [c.generated_tokens / g if g else 0.0 for c, g in zip(costs, df["generation"])]
     df["tokens_per_s_per_gpu"] = [c.total_tokens / t / all_gpus if t else 0.0
                                   for c, t in zip(costs, df["total_step_time"])]
     warm = p.warmup_steps if p.warmup_steps is not None else (p.max_staleness + 1 if p.mode == "async" else 0)
@@ -218,40 +232,37 @@ def _drifts(scn) -> bool:
     return a0 is not None and a1 is not None and abs(a0.tau(3) - a1.tau(3)) > 1e-12
 
 
-ASYNC_ENGINES = 8  # engines simulated in the async throughput stream (identical data-parallel replicas)
+def _cosimulate(sim, gen_scn, batches, costs, p, mode, seed):
+    """Async GRPO: the sampled generation engines, NeMo-RL's trajectory collector and the trainer in one
+    simulation (pipeline/collector.py); batch j of the stream is step j's (steps beyond the run repeat the last
+    step's batch, as a longer run would keep generating)."""
+    age = p.max_staleness
+    P = gen_scn.rollout.prompts
+    sample = sample_engines(sim.num_engines, P)
+    sub = gen_scn.model_copy(update={
+        "cluster": gen_scn.cluster.model_copy(update={"gpus": sample.engines * gen_scn.gpus_per_engine}),
+        "engine": gen_scn.engine.model_copy(update={"data_parallel_size": None})})
+    ssim = RolloutSimulator(sub.with_base_dir(gen_scn.base_dir))
+    n = len(costs)
+    pick = [j % len(batches) if j < n else (n - 1) % len(batches) for j in range(n + age)]
+    parts = [batches[j].subset(batches[j].prompt_id < sample.groups) for j in pick]
+    stream = batch_stream(parts, P)
+    reqs, engines, _ = ssim.build_engines(stream, mode=mode, seed=seed, acceptance=build_acceptance(gen_scn, 0))
+    run, _ = cosimulate_async(engines, stream, costs, sample, age, p.in_flight_weight_updates)
+    batch_of = stream.prompt_id // P
+    per_batch = []
+    for j in range(n):  # mean acceptance length, and preemptions scaled from the sampled engines to the pool
+        m = batch_of == j
+        steps = float(reqs.steps[m].sum())
+        acc = float(reqs.dec_tokens[m].sum()) / steps if steps > 0 else 1.0
+        per_batch.append((acc, int(round(reqs.preemptions[m].sum() * sample.pool_engines / sample.engines))))
+    return run, sample, per_batch
 
 
-def _async_throughput(sim, gen_scn, batches, mode, seed, age) -> float:
-    """Async GRPO generates continuously: NeMo-RL's trajectory collector keeps up to num_prompts_per_step x
-    max_trajectory_age prompt groups in flight and starts new ones as old ones finish, so the generation pool's
-    time per step is throughput-bound while each step's latency still includes its stragglers. Simulate
-    age + 1 batches as one stream with that many groups in flight (on at most ASYNC_ENGINES of the identical
-    engines, with their share of the groups) and return the pool's busy time per step (one batch's tokens at
-    the stream's full-load rate) as a fraction of the batch-synchronous rollout time."""
-    scn = gen_scn
-    P, G = scn.rollout.prompts, scn.rollout.samples_per_prompt
-    E = sim.num_engines
-    n_eng = min(E, ASYNC_ENGINES)
-    keep = max(1, int(round(P * n_eng / E)))
-    W = age + 1
-    cap = max(1, math.ceil(keep * G * age / n_eng))
-    sub = scn.model_copy(update={
-        "cluster": scn.cluster.model_copy(update={"gpus": n_eng * scn.gpus_per_engine}),
-        "engine": scn.engine.model_copy(update={"data_parallel_size": None,
-                                                "max_num_seqs": min(cap, sim.max_num_seqs)})})
-    ssim = RolloutSimulator(sub.with_base_dir(scn.base_dir))
-    parts = [b.subset(b.prompt_id < keep) for b in (batches[j % len(batches)] for j in range(W))]
-    res = ssim.run(batch_stream(parts, P), mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0),
-                   rl_step=0)
-    # the same share of one batch, batch-synchronous, on the sampled engines
-    one = ssim.run(parts[0], mode=mode, seed=seed, acceptance=build_acceptance(scn, rl_step=0), rl_step=0)
-    if one.rollout_s <= 0:
-        return 1.0
-    busy = full_load_batch_s(res.intervals, one.generated_tokens, min(cap, sim.max_num_seqs), n_eng)
-    if busy is None:  # the stream never fills the engines: the spacing of the batches' last finishes
-        ready = batch_finish_s(res.requests, P, W)
-        busy = (ready[-1] - ready[0]) / (W - 1)
-    return min(1.0, busy / one.rollout_s)
+def _finished_requests(b: RequestBatch) -> pd.DataFrame:
+    """A batch's sequences as a rollout's request table when every one runs to its end."""
+    return pd.DataFrame({"prompt_tokens": b.prompt_tokens, "response_tokens": b.response_tokens,
+                         "generated_tokens": b.response_tokens - b.generated, "finished": True})
 
 
 def batch_stream(batches: list[RequestBatch], prompts_per_batch: int) -> RequestBatch:
@@ -263,23 +274,3 @@ def batch_stream(batches: list[RequestBatch], prompts_per_batch: int) -> Request
     return out
 
 
-def batch_finish_s(requests: pd.DataFrame, prompts_per_batch: int, n_batches: int) -> np.ndarray:
-    """Seconds at which each batch of a `batch_stream` run had its last sequence finish."""
-    batch_of = requests["prompt_id"].to_numpy() // prompts_per_batch
-    return np.array([requests.loc[batch_of == j, "finish_s"].max() for j in range(n_batches)], dtype=float)
-
-
-def full_load_batch_s(intervals: pd.DataFrame, batch_tokens: int, slots: int, engines: int) -> float | None:
-    """Seconds the pool needs for one batch's tokens at the rate it generates while every engine runs `slots`
-    sequences (the collector's in-flight share or max_num_seqs), from a stream's per-engine intervals; None if
-    no engine ever ran full.
-
-    The spacing of the batches' last finishes in a short stream is no estimate of this: the first batch's
-    stragglers finish late while the next batch is already mostly done (a two-batch stream of the 1-off H100
-    Llama-3.1-8B scenario spaces them 18 s apart; a long stream's steady spacing is 49-58 s)."""
-    full = intervals[intervals["running"] >= slots]
-    engine_s = float((full["end_s"] - full["start_s"]).sum())
-    if engine_s <= 0 or batch_tokens <= 0:
-        return None
-    rate = float(full["generated_tokens"].sum()) / engine_s * engines  # tokens/s of the whole pool
-    return batch_tokens / rate

@@ -187,32 +187,39 @@ class RolloutSimulator:
                              f"max_num_batched_tokens >= {longest - 1}", "engine.max_num_batched_tokens")
 
     # ------------------------------------------------------------------ run
+    def build_engines(self, batch: RequestBatch, *, mode: str, seed: int, acceptance: ChainAcceptance | None
+                      ) -> tuple[Requests, list[Engine], IntervalLog]:
+        """The per-sequence state of `batch` and this scenario's engines over it, empty (nothing routed yet),
+        with one random stream per engine spawned from `seed`."""
+        if mode not in MODES:
+            raise RlsimError(f"unknown mode {mode!r} ({', '.join(MODES)})", "--mode")
+        self.check_requests(batch)
+        sp = self.scenario.speculative
+        if sp.method != "none" and acceptance is None:
+            raise RlsimError("an acceptance model is needed", "speculative.profile")
+        acc = Acceptance(acceptance, sp.method, sp.tree_depth, sp.ngram_match_rate)
+        partial = self.scenario.rollout.partial
+        reqs = Requests(batch, partial.max_tokens_per_sequence if partial else None)
+        log = IntervalLog()
+        rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(self.num_engines + 1)[1:]]
+        k_cache: dict = {}
+        engines = [Engine(i, self.limits, self.cost, reqs, acc, rngs[i], fast=mode == "fast", k=self.k,
+                          candidate_ks=self.candidate_ks, log=log, rtol=self.fast_rtol, k_cache=k_cache)
+                   for i in range(self.num_engines)]
+        return reqs, engines, log
+
     def run(self, requests: RequestBatch | None = None, *, mode: str = "fast", seed: int | None = None,
             acceptance: ChainAcceptance | None = None, rl_step: int = 0) -> RolloutResult:
         """Simulate one rollout step. requests: the batch (default: sampled from the scenario with `seed`),
         carried partial sequences included; acceptance: this step's acceptance model (default: the
         scenario's at `rl_step`)."""
-        if mode not in MODES:
-            raise RlsimError(f"unknown mode {mode!r} ({', '.join(MODES)})", "--mode")
         wall0 = time.perf_counter()
         sc = self.scenario
         seed = sc.seed if seed is None else int(seed)
         batch = requests if requests is not None else self.sample_requests(seed)
-        self.check_requests(batch)
-        chain = acceptance if acceptance is not None else self.acceptance(rl_step)
-        sp = sc.speculative
-        acc = Acceptance(chain, sp.method, sp.tree_depth, sp.ngram_match_rate)
-        if sp.method != "none" and chain is None:
-            raise RlsimError("an acceptance model is needed", "speculative.profile")
-        partial = sc.rollout.partial
-        reqs = Requests(batch, partial.max_tokens_per_sequence if partial else None)
-        fast = mode == "fast"
-        log = IntervalLog()
-        rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(self.num_engines + 1)[1:]]
-        k_cache: dict = {}
-        engines = [Engine(i, self.limits, self.cost, reqs, acc, rngs[i], fast=fast, k=self.k,
-                          candidate_ks=self.candidate_ks, log=log, rtol=self.fast_rtol, k_cache=k_cache)
-                   for i in range(self.num_engines)]
+        reqs, engines, log = self.build_engines(batch, mode=mode, seed=seed,
+                                                acceptance=acceptance if acceptance is not None
+                                                else self.acceptance(rl_step))
         router = Router(sc.engine.routing, engines, batch.prompt_tokens, self.limits.max_num_seqs)
         env = simpy.Environment()
 
