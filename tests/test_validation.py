@@ -20,17 +20,17 @@ LATENCY = ("the 1-off step is latency-bound in rlsim: co-simulated with NeMo-RL'
            "is within 3%")
 TRAIN_235B = ("the training side alone (logprobs 89 s + training 149 s on 128 H100) is 240 s against the published "
               "231 s step, and the co-simulated batches take 310-370 s under load (250 s alone), so the step is "
-              "latency-bound at 289 s")
+              "latency-bound at 287 s")
 KNOWN = {
     ("H100 Llama-3.1-8B-Instruct 1-off fp8 x16", "step s"):
         "training-bound: rlsim's BF16 logprob + training passes on 8 H100s take 62 s (framework efficiencies fitted "
         "on the paper's GB200 run) against the published 53 s step; the page says the run trained in FP8, its "
         "recipe says BF16 (workloads/published/nemo_rl_recipes.md sec. 3.3)",
     ("H100 Qwen3-30B-A3B 8-off bf16 x192", "step s"):
-        "8-off step 46% slow, generation-bound: the 64-GPU pool needs 50 s per batch (TP 2 engines of 128 "
+        "8-off step 33% slow, generation-bound: the 64-GPU pool needs 46 s per batch (TP 2 engines of 128 "
         "sequences, no async scheduling on the Ray executor); " + CPU,
     ("H100 Qwen3-235B-A22B 1-off bf16 x256", "step s"): TRAIN_235B,
-    ("H100 Qwen3-235B-A22B 1-off x256 / on x128", "off/on step-time ratio"): "1-off row 25% slow (above)",
+    ("H100 Qwen3-235B-A22B 1-off x256 / on x128", "off/on step-time ratio"): "1-off row 24% slow (above)",
     ("GB200 Llama-3.1-8B-Instruct 1-off x8 / on x8", "off/on step-time ratio"):
         "on-policy row 15% fast (" + GB200 + "), 1-off row 5% slow",
     ("GB200 Qwen3-235B-A22B on bf16 x64", "step s"): GB200, ("GB200 Qwen3-235B-A22B 1-off bf16 x128", "step s"): GB200,
@@ -43,7 +43,7 @@ KNOWN = {
     ("H100 Qwen3-30B-A3B 1-off x32 / on x32", "off/on step-time ratio"):
         "on-policy row 18% fast, 1-off row 14% slow: the published pair (192 s / 152 s) implies a colocated cost or a "
         "faster async generation than rlsim models",
-    ("H100 Qwen3-30B-A3B 8-off x192 / on x32", "off/on step-time ratio"): "on-policy row 18% fast, 8-off 46% slow (above)",
+    ("H100 Qwen3-30B-A3B 8-off x192 / on x32", "off/on step-time ratio"): "on-policy row 18% fast, 8-off 33% slow (above)",
 }
 
 

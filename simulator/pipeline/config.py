@@ -22,6 +22,9 @@ class PipelineConfig(YamlModel):
                                                     "groups in flight at prompts x max_staleness")
     in_flight_weight_updates: bool = Field(False, description="async: refit while rollouts are in flight (they pause "
                                                               "for the transfer) instead of waiting for them")
+    cosim_engines: int = Field(8, ge=1, description="async: generation engines co-simulated with the collector and "
+                                                     "the trainer (the pool's identical engines sampled, each with "
+                                                     "its share of the prompt groups; more is slower and closer)")
     generation_gpus: int | None = Field(None, description="not colocated: GPUs of the generation pool (default: half)")
     steps: int = Field(5, ge=1, description="RL steps to simulate")
     warmup_steps: int | None = Field(None, description="steps left out of the steady-state means (default: staleness+1 "

@@ -187,7 +187,8 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
             row["mean_acceptance_length"], row["preemptions"] = acc, pre
         if sample.engines < sample.pool_engines:
             notes.append(f"async generation co-simulated on {sample.engines} of the {sample.pool_engines} engines "
-                         f"with {sample.groups} of each step's {sample.prompts} prompt groups")
+                         f"with {sample.groups} of each step's {sample.prompts} prompt groups "
+                         "(pipeline.cosim_engines)")
         if _drifts(scn):
             notes.append("async generation uses the first RL step's acceptance throughout (its drift is not "
                          "co-simulated)")
@@ -238,7 +239,7 @@ def _cosimulate(sim, gen_scn, batches, costs, p, mode, seed):
     step's batch, as a longer run would keep generating)."""
     age = p.max_staleness
     P = gen_scn.rollout.prompts
-    sample = sample_engines(sim.num_engines, P)
+    sample = sample_engines(sim.num_engines, P, p.cosim_engines)
     sub = gen_scn.model_copy(update={
         "cluster": gen_scn.cluster.model_copy(update={"gpus": sample.engines * gen_scn.gpus_per_engine}),
         "engine": gen_scn.engine.model_copy(update={"data_parallel_size": None})})
