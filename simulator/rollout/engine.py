@@ -46,6 +46,8 @@ from simulator.rollout.workload import RequestBatch
 KNOT_FACTOR = 3.0  # a knot where the running count or the mean context has changed by this factor
 KNOT_TOL = 2e-3  # refine while (relative change of the correction) x (share of the stretch's work) exceeds this
 KNOT_DENSE = False  # evaluate the cost model at every interval (for checking the knots)
+MEMO_RTOL = 0.02  # a one-interval stretch reuses the previous one's correction while its running count and mean
+# context are within this of the previous one's (short stretches between finishes of a full engine)
 
 
 def _cdiv(a, b):
@@ -180,6 +182,7 @@ class Engine:
         self.events = 0
         self.preemptions = 0
         self._pending = None
+        self._corr_memo = None  # ((k, acceptance, CUDA graph), running, mean context, correction) of the last knot
 
     # ------------------------------------------------------------------ queue
     def add(self, rid: int) -> None:
@@ -567,6 +570,11 @@ class Engine:
             change = np.nonzero((bn[1:] != bn[:-1]) | (bc[1:] != bc[:-1]) | (graph[1:] != graph[:-1]))[0]
             trans = np.nonzero(graph[1:] != graph[:-1])[0]
             first = {0, m - 1} | set((change + 1).tolist()) | set(trans.tolist())
+        if m == 1 and not KNOT_DENSE:  # a one-interval stretch: reuse the last correction if nothing moved much
+            memo = self._corr_memo
+            if (memo is not None and memo[0] == (k, acc, bool(graph[0])) and abs(n[0] / memo[1] - 1) <= MEMO_RTOL
+                    and abs(cm[0] / memo[2] - 1) <= MEMO_RTOL):
+                return grid * memo[3]
         cum_work = np.concatenate(([0.0], np.cumsum(work)))
         total_work = max(float(cum_work[-1]), 1e-30)
         corr: dict[int, float] = {}
@@ -595,6 +603,8 @@ class Engine:
             evaluate(new)
         kidx = np.array(sorted(corr), dtype=np.int64)
         c = np.array([corr[q] for q in kidx])
+        if m == 1:
+            self._corr_memo = ((k, acc, bool(graph[0])), float(n[0]), float(cm[0]), float(c[0]))
         return grid * (np.interp(tmid, tmid[kidx], c) if kidx.size > 1 else c[0])
 
     def _commit_stretch(self, now: float) -> list[int]:
