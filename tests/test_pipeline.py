@@ -156,6 +156,8 @@ def test_response_growth_lengthens_later_steps():
     (["pipeline.colocated=false", "pipeline.generation_gpus=9"], "pipeline.generation_gpus"),
     (["pipeline.mode=async", "pipeline.colocated=false", "pipeline.max_staleness=-1"], "pipeline.max_staleness"),
     (["training.tensor_parallel_size=3"], "training.tensor_parallel_size"),
+    (["pipeline.mode=async", "pipeline.colocated=false", "rollout.partial.token_budget=100000"], "rollout.partial"),
+    (["pipeline.mode=async", "pipeline.colocated=false", "pipeline.cosim_engines=0"], "pipeline.cosim_engines"),
 ])
 def test_impossible_pipelines_name_the_field(sets, field):
     with pytest.raises(RlsimError) as e:
