@@ -21,7 +21,6 @@ put it 9% above all 32.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +29,7 @@ import simpy
 from simulator.pipeline.sim import TIMERS, PipelineRun, StepCosts, run_stages, training_stages
 from simulator.rollout.engine import Engine
 from simulator.rollout.workload import RequestBatch
+
 
 @dataclass(frozen=True)
 class EngineSample:
