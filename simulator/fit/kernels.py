@@ -10,9 +10,9 @@ from simulator.fit.fit_attention import (cross_validate_attention, fit_attention
                                          fit_split, predict_attention, predict_mixed, predict_prefill)
 from simulator.fit.fit_collectives import fit_collectives
 from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
-from simulator.fit.fit_misc import (cross_validate_moe, fit_elementwise, fit_graph_floor, fit_host_copy, fit_moe, fit_moe_train,
-                                    host_copy_fit_rows, predict_elementwise, predict_host_copy, predict_moe,
-                                    predict_moe_train)
+from simulator.fit.fit_misc import (cross_validate_moe, fit_elementwise, fit_graph_floor, fit_host_copy, fit_moe,
+                                    fit_moe_train, host_copy_fit_rows, predict_elementwise, predict_host_copy,
+                                    predict_moe, predict_moe_train)
 from simulator.fit.measurements import Measurements
 from simulator.hardware import DTYPE_BYTES, Efficiency, HardwareProfile
 

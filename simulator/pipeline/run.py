@@ -240,10 +240,12 @@ def _cosimulate(sim, gen_scn, batches, costs, p, mode, seed):
     age = p.max_staleness
     P = gen_scn.rollout.prompts
     sample = sample_engines(sim.num_engines, P, p.cosim_engines)
-    sub = gen_scn.model_copy(update={
-        "cluster": gen_scn.cluster.model_copy(update={"gpus": sample.engines * gen_scn.gpus_per_engine}),
-        "engine": gen_scn.engine.model_copy(update={"data_parallel_size": None})})
-    ssim = RolloutSimulator(sub.with_base_dir(gen_scn.base_dir))
+    ssim = sim  # the whole pool, or a smaller copy of it
+    if sample.engines < sample.pool_engines:
+        sub = gen_scn.model_copy(update={
+            "cluster": gen_scn.cluster.model_copy(update={"gpus": sample.engines * gen_scn.gpus_per_engine}),
+            "engine": gen_scn.engine.model_copy(update={"data_parallel_size": None})})
+        ssim = RolloutSimulator(sub.with_base_dir(gen_scn.base_dir))
     n = len(costs)
     pick = [j % len(batches) if j < n else (n - 1) % len(batches) for j in range(n + age)]
     parts = [batches[j].subset(batches[j].prompt_id < sample.groups) for j in pick]

@@ -105,8 +105,9 @@ def _two_pools(env, costs, rec, event):
             while published["version"] < j:
                 yield new_version
             if current["step"] < n and env.now > s:
-                rec[current["step"]]["idle/refit_bubble"] += env.now - s - (costs[j - 1].refit_s if j else 0.0)
-                event("generation", "idle: waiting for weights", s, env.now - (costs[j - 1].refit_s if j else 0.0), j)
+                idle_end = env.now - costs[j - 1].refit_s  # the wait ends with step j - 1's weight transfer
+                rec[current["step"]]["idle/refit_bubble"] += idle_end - s
+                event("generation", "idle: waiting for weights", s, idle_end, j)
             s = env.now
             yield env.timeout(c.generation_s)
             event("generation", f"generation step {j}", s, env.now, j)
