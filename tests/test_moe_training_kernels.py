@@ -63,3 +63,27 @@ def test_expert_parallel_all_to_all_stays_on_nvlink_within_a_node():
     t8, _ = one_node.forward_time(np.array([4096]))
     t16, _ = across.forward_time(np.array([4096]))
     assert t16 > 1.5 * t8  # EP 16 spans two 8-GPU nodes: the all-to-alls go over the network
+
+
+def test_sequence_parallel_gpus_dispatch_their_share_of_the_micro_batch():
+    """Megatron-Core's alltoall dispatcher sends each GPU's S/TP tokens (sequence parallelism), so TP 4 moves a
+    quarter of TP 1's all-to-all bytes for the same micro-batch; the experts' FLOPs per GPU fall the same way."""
+    tp1 = TrainingCostModel("h100", "qwen3-235b-a22b", TrainSetup(gpus=256, tp=1, pp=16, ep=16))
+    tp4 = TrainingCostModel("h100", "qwen3-235b-a22b", TrainSetup(gpus=256, tp=4, pp=8, ep=16))
+    mb = np.array([8192])
+    _, b1 = tp1.forward_time(mb)
+    _, b4 = tp4.forward_time(mb)
+    assert 3.0 < b1["expert_all_to_all"] / b4["expert_all_to_all"] <= 4.0
+    assert 3.0 < b1["experts_fwd"] / b4["experts_fwd"] < 5.0
+
+
+def test_all_to_all_over_two_nodes_sends_only_the_remote_share_over_the_network():
+    from simulator.costmodel.collectives import collective_time
+    hw = load_hardware("h100")
+    size = float(1 << 28)
+    both = collective_time(hw, "all_to_all", size, 16, 16)
+    # every byte on the network (what a flat model would charge) vs the 8 remote peers' 8/16 of it
+    flat = collective_time(hw.model_copy(update={"scale_up": hw.scale_out}), "all_to_all", size, 16, 16)
+    assert 0.45 < both / flat < 0.6
+    assert both > collective_time(hw, "all_to_all", size, 8, 8)
+

@@ -80,12 +80,31 @@ def collective_time(hw: HardwareProfile, op: str, size_bytes: float, group: int,
     """
     if group <= 1 or size_bytes <= 0:
         return 0.0
-    link_name, link = link_for(hw, max(group, span or group))
+    spread = max(group, span or group)
+    if op == "all_to_all" and spread > hw.scale_up.domain_size:
+        return _split_all_to_all(hw, size_bytes, group, spread)
+    link_name, link = link_for(hw, spread)
+    return curve_time(_curve(hw, link_name, link, op), link.bandwidth, op, ALGO_FACTOR[op](group) * size_bytes, group)
+
+
+def _curve(hw: HardwareProfile, link_name: str, link: Link, op: str) -> CollectiveCurve:
     curve: CollectiveCurve | None = hw.efficiency.collectives.get(link_name, {}).get(op)
-    algo = ALGO_FACTOR[op](group) * size_bytes
-    if curve is None:
-        curve = _default_curve(link.latency_s)
-    return curve_time(curve, link.bandwidth, op, algo, group)
+    return curve if curve is not None else _default_curve(link.latency_s)
+
+
+def _split_all_to_all(hw: HardwareProfile, size_bytes: float, group: int, spread: int) -> float:
+    """An all-to-all whose `group` GPUs are spread evenly over several scale-up domains: each GPU's share for
+    peers in its own domain crosses NVLink while the rest crosses the network, at the same time (the slower
+    part sets the time)."""
+    domains = math.ceil(spread / hw.scale_up.domain_size)
+    local_peers = max(group / domains - 1.0, 0.0)
+    remote_peers = group - 1.0 - local_peers
+    t = 0.0
+    for name, link, peers in (("scale_up", hw.scale_up, local_peers), ("scale_out", hw.scale_out, remote_peers)):
+        if peers > 0:
+            t = max(t, curve_time(_curve(hw, name, link, "all_to_all"), link.bandwidth, "all_to_all",
+                                  peers / group * size_bytes, group))
+    return t
 
 
 @lru_cache(maxsize=64)

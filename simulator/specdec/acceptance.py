@@ -25,7 +25,6 @@ from typing import Annotated, Iterable, Literal, Sequence
 
 import numpy as np
 from pydantic import Field, model_validator
-from scipy.optimize import brentq, nnls
 
 from simulator.errors import RlsimError
 from simulator.yamlio import YamlModel
@@ -118,6 +117,8 @@ def alpha_from_tau(tau: float, k: int, field: str = "acceptance_length") -> floa
         return 0.0
     if t >= k + 1:
         return 1.0
+    from scipy.optimize import brentq  # imported here: scipy.optimize costs ~0.4 s of start-up on every run
+
     return float(brentq(lambda a: tau_iid(a, k) - t, 0.0, 1.0, xtol=1e-14, rtol=1e-14))
 
 
@@ -131,6 +132,8 @@ def concave_fit(taus) -> np.ndarray:
     j = np.arange(1, K + 1)
     A = np.minimum.outer(j, j).astype(float)  # tau(k) - 1 = sum_j d_j * min(j, k)
     w = 1.0 / t
+    from scipy.optimize import nnls
+
     d, _ = nnls(A * w[:, None], (t - 1.0) * w)
     return np.clip(np.cumsum(d[::-1])[::-1], 0.0, 1.0)
 

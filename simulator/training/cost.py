@@ -198,29 +198,40 @@ class TrainingCostModel:
     def forward_time(self, mb: np.ndarray) -> tuple[float, dict]:
         """One micro-batch's forward over every layer (s), with the attention share, the routed experts'
         training forward and backward (`experts_fwd`, `experts_bwd`, when the profile has a training MoE curve)
-        and, for MoE models, expert-parallel dispatch + combine all-to-alls."""
+        and, for MoE models, expert-parallel dispatch + combine all-to-alls.
+
+        `mb`: this GPU's packed sequence lengths (already split over context parallelism). Expert layers follow
+        Megatron-Core's MoE parallel folding with expert tensor parallelism 1 (NeMo-RL's default): sequence
+        parallelism (required for MoE with TP > 1) leaves each GPU 1/TP of the micro-batch's tokens, which it
+        routes to full-width experts; its expert-parallel group is EP consecutive GPUs."""
         r = self.fwd.step(mb, mb, logit_tokens=int(mb.sum()))
         t = r.time_s
         bd = dict(r.breakdown)
         m, s = self.model, self.s
+        if s.cp > 1:
+            # ring attention: a rank's L/cp queries attend over the whole causal context (1/cp of the sequence's
+            # attention), where the step model priced a sequence of L/cp tokens alone (1/cp^2)
+            extra = (s.cp - 1) * float(bd["attention"])
+            t += extra
+            bd["attention"] = float(bd["attention"]) + extra
         curve = self.hw.efficiency.moe_train
+        local_tokens = float(mb.sum()) / s.tp
         if m.is_moe and curve is not None:
             mo, tokens = m.moe, float(mb.sum())
-            ffn = mo.expert_ffn // s.tp
-            local = mo.experts // s.ep
-            # replace what the step model priced (the inference curve, every expert local at ep=1) with the
-            # training curve: this GPU's micro-batch tokens, balanced routing over its E / EP experts
+            # replace what the step model priced (the inference curve over all tokens, experts split over tp, every
+            # expert local at ep=1) with the training curve: this GPU's 1/tp of the tokens, full-width experts,
+            # balanced routing over its E / EP experts
             inference = self.fwd.routed_expert_time(tokens)
-            f, b = moe_train_times(curve, self.fwd.peak, self.fwd.bw, tokens, m.hidden, ffn, mo.experts, mo.top_k,
-                                   local)
+            f, b = moe_train_times(curve, self.fwd.peak, self.fwd.bw, local_tokens, m.hidden, mo.expert_ffn,
+                                   mo.experts, mo.top_k, mo.experts // s.ep)
             t += m.moe_layers * (f - inference)
             bd["experts_fwd"], bd["experts_bwd"] = m.moe_layers * f, m.moe_layers * b
         if m.is_moe and s.ep > 1:
-            # Megatron orders ranks tp-cp-ep-dp-pp: an expert-parallel group spans tp * cp * ep consecutive GPUs
-            # (one NVLink domain when that fits), not the whole job
-            size = float(mb.sum()) * m.moe.top_k * m.hidden * 2.0
-            span = s.tp * s.cp * s.ep
-            t += 2 * m.moe_layers * collective_time(self.hw, "all_to_all", size, s.ep, span)
+            # dispatch and combine: every local token to its top_k experts (Megatron's alltoall dispatcher)
+            size = local_tokens * m.moe.top_k * m.hidden * 2.0
+            a2a = 2 * m.moe_layers * collective_time(self.hw, "all_to_all", size, s.ep, s.ep)
+            t += a2a
+            bd["expert_all_to_all"] = a2a
         return t, bd
 
     def logprob_time(self, seq_lens: np.ndarray, passes: int = 2) -> TrainCost:
@@ -235,18 +246,22 @@ class TrainingCostModel:
         """Forward + backward over every sequence, gradient sync and optimizer step(s)."""
         s, m = self.s, self.model
         mbs = self._split(seq_lens)
-        fwd = attn = xf = xb = 0.0
+        fwd = attn = xf = xb = a2a = 0.0
         for mb in mbs:
             t, bd = self.forward_time(mb)
             fwd += t
             attn += bd["attention"]
             xf += bd.get("experts_fwd", 0.0)
             xb += bd.get("experts_bwd", 0.0)
-        fwd, attn, xf, xb = fwd / s.pp, attn / s.pp, xf / s.pp, xb / s.pp
-        bwd = s.backward_ratio * (fwd - attn - xf) + s.attention_backward_ratio * attn + xb
+            a2a += bd.get("expert_all_to_all", 0.0)
+        fwd, attn, xf, xb, a2a = fwd / s.pp, attn / s.pp, xf / s.pp, xb / s.pp, a2a / s.pp
+        # the backward's all-to-alls move gradients of the same size as the forward's activations
+        bwd = s.backward_ratio * (fwd - attn - xf - a2a) + s.attention_backward_ratio * attn + xb + a2a
         recompute = {"none": 0.0, "selective": attn, "full": fwd}[s.recompute]
         compute = (fwd + bwd + recompute) / s.framework_efficiency
-        bubble = compute / max(len(mbs), 1) * (s.pp - 1) if s.pp > 1 else 0.0
+        # 1F1B: each optimizer step's micro-batches fill and drain the pipeline once, (pp - 1) micro-batch times
+        flushes = min(max(optimizer_steps, 1), max(len(mbs), 1))
+        bubble = compute / max(len(mbs), 1) * (s.pp - 1) * flushes if s.pp > 1 else 0.0
         # distributed optimizer: reduce-scatter bf16 gradients, all-gather bf16 parameters, over dp
         local_params = train_params_per_gpu(m, s)
         grad = 0.0
