@@ -87,3 +87,18 @@ def test_all_to_all_over_two_nodes_sends_only_the_remote_share_over_the_network(
     assert 0.45 < both / flat < 0.6
     assert both > collective_time(hw, "all_to_all", size, 8, 8)
 
+
+
+def test_expert_tensor_parallelism_splits_expert_weights_and_adds_its_gather():
+    from simulator.training.cost import _local_params
+    one = TrainSetup(gpus=256, tp=4, pp=8, ep=16, etp=1)
+    two = TrainSetup(gpus=256, tp=4, pp=8, ep=16, etp=2)
+    m1, m2 = (TrainingCostModel("h100", "qwen3-235b-a22b", s) for s in (one, two))
+    assert _local_params(m2.model, two)[1] == pytest.approx(_local_params(m1.model, one)[1] / 2)
+    _, b1 = m1.forward_time(np.array([8192]))
+    _, b2 = m2.forward_time(np.array([8192]))
+    assert b2["expert_all_to_all"] > b1["expert_all_to_all"]  # + the gather / reduce-scatter over etp
+    # the same GEMM FLOPs (twice the rows, half the width); the gathered rows' permutation is twice as large
+    assert 1.0 < b2["experts_fwd"] / b1["experts_fwd"] < 2.0
+    with pytest.raises(Exception, match="expert_tensor_parallel_size"):
+        TrainingCostModel("h100", "qwen3-235b-a22b", TrainSetup(gpus=128, tp=4, pp=8, ep=16, etp=16))

@@ -158,6 +158,8 @@ def test_response_growth_lengthens_later_steps():
     (["training.tensor_parallel_size=3"], "training.tensor_parallel_size"),
     (["pipeline.mode=async", "pipeline.colocated=false", "rollout.partial.token_budget=100000"], "rollout.partial"),
     (["pipeline.mode=async", "pipeline.colocated=false", "pipeline.cosim_engines=0"], "pipeline.cosim_engines"),
+    (["training.expert_tensor_parallel_size=2"], "training.expert_tensor_parallel_size"),  # a dense model
+    (["training.expert_tensor_parallel_size=0"], "training.expert_tensor_parallel_size"),
 ])
 def test_impossible_pipelines_name_the_field(sets, field):
     with pytest.raises(RlsimError) as e:

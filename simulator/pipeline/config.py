@@ -63,6 +63,8 @@ class TrainingConfig(YamlModel):
     pipeline_parallel_size: int = 1
     context_parallel_size: int = 1
     expert_parallel_size: int = 1
+    expert_tensor_parallel_size: int = Field(1, ge=1, description="Megatron's expert_tensor_parallel_size "
+                                             "(NeMo-RL's default 1: full-width experts)")
     dtype: Literal["bf16", "fp8"] = "bf16"
     global_batch_size: int = Field(512, ge=1, description="samples per optimizer step (policy.train_global_batch_size)")
     micro_batch_tokens: int = Field(4096, ge=1, description="packed tokens per training micro-batch")

@@ -106,7 +106,8 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
     gen_scn = gen_scn.with_base_dir(scn.base_dir)
     sim = RolloutSimulator(gen_scn)
     setup = TrainSetup(gpus=train_gpus, tp=tr.tensor_parallel_size, pp=tr.pipeline_parallel_size,
-                       cp=tr.context_parallel_size, ep=tr.expert_parallel_size, dtype=tr.dtype,
+                       cp=tr.context_parallel_size, ep=tr.expert_parallel_size,
+                       etp=tr.expert_tensor_parallel_size, dtype=tr.dtype,
                        micro_batch_tokens=tr.micro_batch_tokens, recompute=tr.activation_recompute,
                        grad_sync_exposed=tr.grad_sync_exposed, framework_efficiency=tr.framework_efficiency,
                        logprob_framework_efficiency=tr.logprob_framework_efficiency)

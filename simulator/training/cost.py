@@ -41,6 +41,7 @@ class TrainSetup:
     pp: int = 1
     cp: int = 1
     ep: int = 1
+    etp: int = 1  # expert tensor parallelism (Megatron's expert_tensor_parallel_size; NeMo-RL's default 1)
     dtype: str = "bf16"
     micro_batch_tokens: int = 8192  # packed tokens per micro-batch per GPU (sequence packing)
     recompute: str = "none"  # none | selective | full
@@ -76,6 +77,9 @@ def check_setup(model: ModelConfig, s: TrainSetup, prefix: str = "training.") ->
         # Megatron's MoE parallel folding: expert parallelism spans the tensor x context x data-parallel ranks
         raise RlsimError(f"ep={s.ep} does not divide the tensor x context x data-parallel ranks "
                          f"({s.tp * s.cp * s.dp})", prefix + "expert_parallel_size")
+    if s.etp < 1 or (s.tp * s.cp * s.dp) % (s.etp * s.ep):
+        raise RlsimError(f"etp x ep = {s.etp} x {s.ep} does not divide the tensor x context x data-parallel ranks "
+                         f"({s.tp * s.cp * s.dp})", prefix + "expert_tensor_parallel_size")
     if s.recompute not in ("none", "selective", "full"):
         raise RlsimError(f"unknown recompute {s.recompute!r} (none, selective, full)", prefix + "activation_recompute")
     if not 0 < s.framework_efficiency <= 1 or not 0 < s.logprob_framework_efficiency <= 1:
@@ -84,18 +88,22 @@ def check_setup(model: ModelConfig, s: TrainSetup, prefix: str = "training.") ->
         check_parallelism(model, Parallelism(s.tp, 1, s.pp))
         if s.ep > 1 and (not model.is_moe or model.moe.experts % s.ep):
             check_parallelism(model, Parallelism(1, s.ep, 1))
+        if s.etp > 1 and (not model.is_moe or model.moe.expert_ffn % s.etp):
+            raise RlsimError(f"etp={s.etp} does not divide the experts' width" if model.is_moe
+                             else f"etp={s.etp} needs a model with experts ({model.name} has none)", "etp")
     except RlsimError as e:
-        names = {"tp": "tensor_parallel_size", "ep": "expert_parallel_size", "pp": "pipeline_parallel_size"}
+        names = {"tp": "tensor_parallel_size", "ep": "expert_parallel_size", "pp": "pipeline_parallel_size",
+                 "etp": "expert_tensor_parallel_size"}
         raise RlsimError(e.message, prefix + names.get(e.field, str(e.field))) from None
 
 
 def _local_params(model: ModelConfig, s: TrainSetup) -> tuple[float, float]:
     """(non-expert, routed-expert) parameters on one training GPU: non-expert weights over tp x pp, routed experts
-    over ep x pp (Megatron's parallel folding, expert tensor parallelism 1), embeddings over tp."""
+    over etp x ep x pp (Megatron's parallel folding), embeddings over tp."""
     frac = math.ceil(model.layers / s.pp) / model.layers
     experts = model.moe_layers * model.moe.experts * model.expert_params() if model.is_moe else 0
     rest = model.total_params() - experts - model.embedding_params()
-    return rest / s.tp * frac + model.embedding_params() / s.tp, experts / s.ep * frac
+    return rest / s.tp * frac + model.embedding_params() / s.tp, experts / (s.ep * s.etp) * frac
 
 
 def train_params_per_gpu(model: ModelConfig, s: TrainSetup) -> float:
@@ -106,9 +114,9 @@ def train_params_per_gpu(model: ModelConfig, s: TrainSetup) -> float:
 def optimizer_params_per_gpu(model: ModelConfig, s: TrainSetup) -> float:
     """Parameters whose optimizer state one training GPU holds under Megatron's distributed optimizer: its
     non-expert weights sharded over the data x context-parallel ranks, its routed experts over the expert-data-
-    parallel ranks (tp x cp x dp / ep: the ranks holding the same experts)."""
+    parallel ranks (tp x cp x dp / (etp x ep): the ranks holding the same experts)."""
     dense, experts = _local_params(model, s)
-    return dense / max(s.dp * s.cp, 1) + experts / max(s.tp * s.cp * s.dp // max(s.ep, 1), 1)
+    return dense / max(s.dp * s.cp, 1) + experts / max(s.tp * s.cp * s.dp // (max(s.ep, 1) * s.etp), 1)
 
 
 def check_memory(hw: HardwareProfile, model: ModelConfig, s: TrainSetup, prefix: str = "training.") -> None:
@@ -201,9 +209,10 @@ class TrainingCostModel:
         and, for MoE models, expert-parallel dispatch + combine all-to-alls.
 
         `mb`: this GPU's packed sequence lengths (already split over context parallelism). Expert layers follow
-        Megatron-Core's MoE parallel folding with expert tensor parallelism 1 (NeMo-RL's default): sequence
-        parallelism (required for MoE with TP > 1) leaves each GPU 1/TP of the micro-batch's tokens, which it
-        routes to full-width experts; its expert-parallel group is EP consecutive GPUs."""
+        Megatron-Core's MoE parallel folding and alltoall dispatcher: sequence parallelism (required for MoE with
+        TP > 1) leaves each GPU 1/TP of the micro-batch's tokens, which it sends to their experts over an
+        expert-parallel group of EP GPUs spaced ETP apart; an expert-tensor-parallel group (ETP GPUs) gathers what
+        its members received and runs it through experts 1/ETP wide, then reduce-scatters the result."""
         r = self.fwd.step(mb, mb, logit_tokens=int(mb.sum()))
         t = r.time_s
         bd = dict(r.breakdown)
@@ -222,16 +231,23 @@ class TrainingCostModel:
             # expert local at ep=1) with the training curve: this GPU's 1/tp of the tokens, full-width experts,
             # balanced routing over its E / EP experts
             inference = self.fwd.routed_expert_time(tokens)
-            f, b = moe_train_times(curve, self.fwd.peak, self.fwd.bw, local_tokens, m.hidden, mo.expert_ffn,
-                                   mo.experts, mo.top_k, mo.experts // s.ep)
+            f, b = moe_train_times(curve, self.fwd.peak, self.fwd.bw, local_tokens * s.etp, m.hidden,
+                                   mo.expert_ffn // s.etp, mo.experts, mo.top_k, mo.experts // s.ep)
             t += m.moe_layers * (f - inference)
             bd["experts_fwd"], bd["experts_bwd"] = m.moe_layers * f, m.moe_layers * b
         if m.is_moe and s.ep > 1:
             # dispatch and combine: every local token to its top_k experts (Megatron's alltoall dispatcher)
             size = local_tokens * m.moe.top_k * m.hidden * 2.0
-            a2a = 2 * m.moe_layers * collective_time(self.hw, "all_to_all", size, s.ep, s.ep)
+            a2a = 2 * m.moe_layers * collective_time(self.hw, "all_to_all", size, s.ep, s.ep * s.etp)
             t += a2a
             bd["expert_all_to_all"] = a2a
+        if m.is_moe and s.etp > 1:
+            # all-gather the received rows over the expert-tensor-parallel group, reduce-scatter the outputs
+            rows = local_tokens * m.moe.top_k * s.etp * m.hidden * 2.0
+            ag = m.moe_layers * (collective_time(self.hw, "all_gather", rows, s.etp)
+                                 + collective_time(self.hw, "reduce_scatter", rows, s.etp))
+            t += ag
+            bd["expert_all_to_all"] = bd.get("expert_all_to_all", 0.0) + ag
         return t, bd
 
     def logprob_time(self, seq_lens: np.ndarray, passes: int = 2) -> TrainCost:
