@@ -206,7 +206,8 @@ class TrainingCostModel:
     def forward_time(self, mb: np.ndarray) -> tuple[float, dict]:
         """One micro-batch's forward over every layer (s), with the attention share, the routed experts'
         training forward and backward (`experts_fwd`, `experts_bwd`, when the profile has a training MoE curve)
-        and, for MoE models, expert-parallel dispatch + combine all-to-alls.
+        and, for MoE models, the expert collectives (`expert_comm`: dispatch + combine all-to-alls, and the
+        expert-tensor-parallel gather / reduce-scatter).
 
         `mb`: this GPU's packed sequence lengths (already split over context parallelism). Expert layers follow
         Megatron-Core's MoE parallel folding and alltoall dispatcher: sequence parallelism (required for MoE with
@@ -224,9 +225,10 @@ class TrainingCostModel:
             t += extra
             bd["attention"] = float(bd["attention"]) + extra
         curve = self.hw.efficiency.moe_train
-        local_tokens = float(mb.sum()) / s.tp
+        tokens = float(mb.sum())
+        local_tokens = tokens / s.tp
         if m.is_moe and curve is not None:
-            mo, tokens = m.moe, float(mb.sum())
+            mo = m.moe
             # replace what the step model priced (the inference curve over all tokens, experts split over tp, every
             # expert local at ep=1) with the training curve: this GPU's 1/tp of the tokens, full-width experts,
             # balanced routing over its E / EP experts
@@ -240,14 +242,14 @@ class TrainingCostModel:
             size = local_tokens * m.moe.top_k * m.hidden * 2.0
             a2a = 2 * m.moe_layers * collective_time(self.hw, "all_to_all", size, s.ep, s.ep * s.etp)
             t += a2a
-            bd["expert_all_to_all"] = a2a
+            bd["expert_comm"] = a2a
         if m.is_moe and s.etp > 1:
             # all-gather the received rows over the expert-tensor-parallel group, reduce-scatter the outputs
             rows = local_tokens * m.moe.top_k * s.etp * m.hidden * 2.0
             ag = m.moe_layers * (collective_time(self.hw, "all_gather", rows, s.etp)
                                  + collective_time(self.hw, "reduce_scatter", rows, s.etp))
             t += ag
-            bd["expert_all_to_all"] = bd.get("expert_all_to_all", 0.0) + ag
+            bd["expert_comm"] = bd.get("expert_comm", 0.0) + ag
         return t, bd
 
     def logprob_time(self, seq_lens: np.ndarray, passes: int = 2) -> TrainCost:
@@ -262,17 +264,17 @@ class TrainingCostModel:
         """Forward + backward over every sequence, gradient sync and optimizer step(s)."""
         s, m = self.s, self.model
         mbs = self._split(seq_lens)
-        fwd = attn = xf = xb = a2a = 0.0
+        fwd = attn = xf = xb = comm = 0.0
         for mb in mbs:
             t, bd = self.forward_time(mb)
             fwd += t
             attn += bd["attention"]
             xf += bd.get("experts_fwd", 0.0)
             xb += bd.get("experts_bwd", 0.0)
-            a2a += bd.get("expert_all_to_all", 0.0)
-        fwd, attn, xf, xb, a2a = fwd / s.pp, attn / s.pp, xf / s.pp, xb / s.pp, a2a / s.pp
-        # the backward's all-to-alls move gradients of the same size as the forward's activations
-        bwd = s.backward_ratio * (fwd - attn - xf - a2a) + s.attention_backward_ratio * attn + xb + a2a
+            comm += bd.get("expert_comm", 0.0)
+        fwd, attn, xf, xb, comm = fwd / s.pp, attn / s.pp, xf / s.pp, xb / s.pp, comm / s.pp
+        # the backward's expert collectives move gradients of the same size as the forward's activations
+        bwd = s.backward_ratio * (fwd - attn - xf - comm) + s.attention_backward_ratio * attn + xb + comm
         recompute = {"none": 0.0, "selective": attn, "full": fwd}[s.recompute]
         compute = (fwd + bwd + recompute) / s.framework_efficiency
         # 1F1B: each optimizer step's micro-batches fill and drain the pipeline once, (pp - 1) micro-batch times
