@@ -151,6 +151,34 @@ def test_response_growth_lengthens_later_steps():
     assert t[2] > t[0] * 1.3
 
 
+def _drifting_profile(tmp_path, decay):
+    from simulator.specdec.acceptance import AcceptanceProfile, Drift
+    prof = AcceptanceProfile.load("workloads/acceptance/paper-qwen3-8b-eagle3-rl-think.yaml")
+    prof = prof.model_copy(update={"drift": Drift(decay_per_step=decay, source="test")})
+    path = tmp_path / "drift.yaml"
+    prof.save(path)
+    return prof, path
+
+
+@pytest.mark.parametrize("in_flight", [True, False])
+def test_async_acceptance_drifts_with_the_weight_version(tmp_path, in_flight):
+    """Async batch j is generated with weights of version j - 1 (1-off; in-flight updates may move a sequence to
+    version j mid-way), so its mean acceptance lies between the profile's tau at RL steps j - 1 and j, and falls
+    step by step as the rates decay."""
+    prof, path = _drifting_profile(tmp_path, 0.08)
+    sets = ["speculative.method=eagle3", f"speculative.profile={path}", "pipeline.mode=async",
+            "pipeline.colocated=false", "pipeline.max_staleness=1", "rollout.prompts=16",
+            f"pipeline.in_flight_weight_updates={str(in_flight).lower()}"]
+    r = run_pipeline(load_scenario(None, sets), steps=5)
+    acc = r.steps["mean_acceptance_length"].to_numpy()
+    tau = [prof.model(rl_step=v).tau(3) for v in range(5)]
+    assert tau[4] < tau[0] - 0.3  # the drift is large enough to see
+    for j in range(2, 5):
+        assert tau[j] - 0.05 <= acc[j] <= tau[j - 1] + 0.05, (j, acc, tau)
+    assert acc[4] < acc[2] - 0.1
+    assert not any("drift" in n for n in r.notes)
+
+
 @pytest.mark.parametrize("sets,field", [
     (["pipeline.mode=async"], "pipeline.colocated"),
     (["pipeline.colocated=false", "pipeline.generation_gpus=9"], "pipeline.generation_gpus"),

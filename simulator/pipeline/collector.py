@@ -11,6 +11,8 @@ NVIDIA-NeMo/RL @0a27b1f4; workloads/published/nemo_rl_recipes.md sec. 4):
 - no group starts while weights are being refit (`_refit_pause_cleared`); with in-flight weight updates the
   engines pause for the transfer and the sequences in flight resume after it, otherwise the refit first waits
   for every group in flight to finish (`prepare_for_refit`).
+Acceptance that drifts over RL steps follows the weights: an engine decodes with the acceptance of RL step v
+while it holds weights of version v (sequences in flight across an in-flight update switch with it).
 The trainer takes batch j once all its groups are done, runs reward, logprobs and training, then refits.
 
 Engines are sampled (`sample_engines`, pipeline.cosim_engines): with E identical data-parallel engines, n of them
@@ -21,6 +23,7 @@ put it 9% above all 32.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +31,7 @@ import simpy
 
 from simulator.pipeline.sim import TIMERS, PipelineRun, StepCosts, run_stages, training_stages
 from simulator.rollout.engine import Engine
+from simulator.rollout.progress import Acceptance
 from simulator.rollout.workload import RequestBatch
 
 
@@ -54,8 +58,11 @@ class TrajectoryCollector:
     Requests are one stream (`batch_stream` order): prompt_id // prompts is the batch, prompt_id the group."""
 
     def __init__(self, env: simpy.Environment, engines: list[Engine], prompt_id: np.ndarray,
-                 prompts: int, n_batches: int, age: int, max_in_flight: int):
+                 prompts: int, n_batches: int, age: int, max_in_flight: int,
+                 acceptance_at: Callable[[int], tuple[Acceptance, dict]] | None = None):
         self.env, self.engines = env, engines
+        self.acceptance_at = acceptance_at  # weight version -> (acceptance, its dynamic-k cache); None: fixed
+        self.engine_version = [0] * len(engines)  # the weight version each engine decodes with
         self.age = age
         self.max_in_flight = max_in_flight
         groups, self.group_of = np.unique(prompt_id, return_inverse=True)
@@ -136,6 +143,9 @@ class TrajectoryCollector:
                     self.idle.append((self.idle_since, self.env.now))
                 self.idle_engines -= 1
                 continue
+            if self.acceptance_at is not None and self.engine_version[eng.index] != self.version:
+                eng.set_acceptance(*self.acceptance_at(self.version))
+                self.engine_version[eng.index] = self.version
             dt = eng.prepare(self.env.now, self.pending())
             yield self.env.timeout(dt)
             done = eng.commit(self.env.now)
@@ -144,15 +154,19 @@ class TrajectoryCollector:
 
 
 def cosimulate_async(engines: list[Engine], stream: RequestBatch, costs: list[StepCosts],
-                     sample: EngineSample, age: int, in_flight: bool) -> tuple[PipelineRun, TrajectoryCollector]:
+                     sample: EngineSample, age: int, in_flight: bool,
+                     acceptance_at: Callable[[int], tuple[Acceptance, dict]] | None = None
+                     ) -> tuple[PipelineRun, TrajectoryCollector]:
     """Run len(costs) RL steps of async GRPO with the engines generating `stream` (len(costs) + age batches of
-    the sampled share, in order; age 0 = on-policy on separate pools). Returns the run (timers and timeline, as
-    `simulate`) and the collector (when each group and batch started and finished, the refit windows)."""
+    the sampled share, in order; age 0 = on-policy on separate pools). `acceptance_at`: the engines' acceptance
+    under weight version v (None: the one they were built with, throughout). Returns the run (timers and
+    timeline, as `simulate`) and the collector (when each group and batch started and finished, the refit
+    windows)."""
     env = simpy.Environment()
     n = len(costs)
     n_batches = n + age
     col = TrajectoryCollector(env, engines, stream.prompt_id, sample.prompts, n_batches, age,
-                              max_in_flight=sample.groups * max(age, 1))
+                              max_in_flight=sample.groups * max(age, 1), acceptance_at=acceptance_at)
     run = PipelineRun()
     rec = [dict.fromkeys(TIMERS, 0.0) for _ in range(n)]
 

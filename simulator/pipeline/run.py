@@ -190,9 +190,6 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
             notes.append(f"async generation co-simulated on {sample.engines} of the {sample.pool_engines} engines "
                          f"with {sample.groups} of each step's {sample.prompts} prompt groups "
                          "(pipeline.cosim_engines)")
-        if _drifts(scn):
-            notes.append("async generation uses the first RL step's acceptance throughout (its drift is not "
-                         "co-simulated)")
     else:
         run = simulate(costs, p.colocated)
     df = pd.DataFrame([{**{k: s[k] for k in TIMERS}, **r} for s, r in zip(run.steps, rows)])
@@ -237,7 +234,7 @@ def _drifts(scn) -> bool:
 def _cosimulate(sim, gen_scn, batches, costs, p, mode, seed):
     """Async GRPO: the sampled generation engines, NeMo-RL's trajectory collector and the trainer in one
     simulation (pipeline/collector.py); batch j of the stream is step j's (steps beyond the run repeat the last
-    step's batch, as a longer run would keep generating)."""
+    step's batch, as a longer run would keep generating). A drifting acceptance follows the weight version."""
     age = p.max_staleness
     P = gen_scn.rollout.prompts
     sample = sample_engines(sim.num_engines, P, p.cosim_engines)
@@ -252,7 +249,15 @@ def _cosimulate(sim, gen_scn, batches, costs, p, mode, seed):
     parts = [batches[j].subset(batches[j].prompt_id < sample.groups) for j in pick]
     stream = batch_stream(parts, P)
     reqs, engines, _ = ssim.build_engines(stream, mode=mode, seed=seed, acceptance=build_acceptance(gen_scn, 0))
-    run, _ = cosimulate_async(engines, stream, costs, sample, age, p.in_flight_weight_updates)
+    acceptance_at = None
+    if _drifts(gen_scn):  # weight version v decodes with RL step v's acceptance (v = 0: the engines' own)
+        by_version = {0: (engines[0].acc, engines[0].k_cache)}
+
+        def acceptance_at(v: int):
+            if v not in by_version:
+                by_version[v] = (ssim.engine_acceptance(ssim.acceptance(v)), {})
+            return by_version[v]
+    run, _ = cosimulate_async(engines, stream, costs, sample, age, p.in_flight_weight_updates, acceptance_at)
     batch_of = stream.prompt_id // P
     per_batch = []
     for j in range(n):  # mean acceptance length, and preemptions scaled from the sampled engines to the pool

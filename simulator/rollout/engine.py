@@ -184,6 +184,22 @@ class Engine:
         self._pending = None
         self._corr_memo = None  # ((k, acceptance, CUDA graph), running, mean context, correction) of the last knot
 
+    def set_acceptance(self, acceptance: Acceptance, k_cache: dict | None = None) -> None:
+        """New weights (async refit): verify iterations from here on accept by `acceptance`. Fast mode redraws
+        the running sequences' plans for their remaining tokens; `k_cache`: the dynamic-k cache of these
+        weights (shared by the engines, as at construction)."""
+        if self.fast:
+            self._sync()
+            run = np.asarray(self.running, dtype=np.int64)
+            ids = run[self.r.decoding[run] & (self.r.plan_k[run] >= 0)] if run.size else run
+            if ids.size:
+                self._close_plans(ids)
+                self.r.plan_k[ids] = -1
+        self.acc = acceptance
+        self.taus = {kk: acceptance.tau(kk) for kk in self.taus}
+        self.k_cache = k_cache if k_cache is not None else {}
+        self._corr_memo = None
+
     # ------------------------------------------------------------------ queue
     def add(self, rid: int) -> None:
         self.waiting.append(rid)

@@ -186,6 +186,11 @@ class RolloutSimulator:
             raise RlsimError(f"without chunked prefill a sequence of {longest} tokens needs "
                              f"max_num_batched_tokens >= {longest - 1}", "engine.max_num_batched_tokens")
 
+    def engine_acceptance(self, chain: ChainAcceptance | None) -> Acceptance:
+        """The engines' view of an acceptance model under this scenario's draft method."""
+        sp = self.scenario.speculative
+        return Acceptance(chain, sp.method, sp.tree_depth, sp.ngram_match_rate)
+
     # ------------------------------------------------------------------ run
     def build_engines(self, batch: RequestBatch, *, mode: str, seed: int, acceptance: ChainAcceptance | None
                       ) -> tuple[Requests, list[Engine], IntervalLog]:
@@ -197,7 +202,7 @@ class RolloutSimulator:
         sp = self.scenario.speculative
         if sp.method != "none" and acceptance is None:
             raise RlsimError("an acceptance model is needed", "speculative.profile")
-        acc = Acceptance(acceptance, sp.method, sp.tree_depth, sp.ngram_match_rate)
+        acc = self.engine_acceptance(acceptance)
         partial = self.scenario.rollout.partial
         reqs = Requests(batch, partial.max_tokens_per_sequence if partial else None)
         log = IntervalLog()
