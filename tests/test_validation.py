@@ -20,7 +20,8 @@ LATENCY = ("the 1-off step is latency-bound in rlsim: co-simulated with NeMo-RL'
            "is within 3%")
 GEN_235B = ("generation-bound: the training side takes 55 s (logprobs 22 s + training 33 s on 128 H100), but "
             "NeMo-RL's collector keeps at most 16 prompt groups in flight, each until its slowest sample ends, so the "
-            "16 TP8 engines make 643 tokens/s each and a batch takes 460 s under load: 289 s a step against the "
+            "16 TP8 engines make 630 tokens/s each and a batch takes 460 s under load: 295 s a step (5.5 s of it the weight "
+            "broadcast) against the "
             "published 231 s")
 
 KNOWN = {

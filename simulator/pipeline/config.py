@@ -35,7 +35,11 @@ class PipelineConfig(YamlModel):
     refit_ipc_efficiency: float = Field(0.5, gt=0, le=1, description="colocated refit: fraction of HBM bandwidth "
                                                                      "of the CUDA-IPC weight copy")
     refit_network_efficiency: float = Field(0.8, gt=0, le=1, description="non-colocated refit: fraction of link "
-                                                                         "bandwidth of the NCCL broadcast")
+                                                                         "bandwidth of the NCCL broadcast (when "
+                                                                         "refit_broadcast_bytes_per_s is not set)")
+    refit_broadcast_bytes_per_s: float | None = Field(None, gt=0, description="non-colocated refit: bytes/s at which "
+                                                      "the whole bf16 model reaches every generation GPU (fitted on a "
+                                                      "reported refit: simulator/fit/refit.py)")
     offload_optimizer: bool = Field(True, description="colocated: optimizer state leaves the GPU during generation")
     offload_optimizer_bytes_per_param: float = Field(
         10.0, gt=0, description="colocated: optimizer-state bytes moved per parameter of the GPU's optimizer shard "

@@ -24,6 +24,7 @@ from simulator.costmodel.moe import moe_train_times
 from simulator.costmodel.parallelism import Parallelism, check_parallelism
 from simulator.costmodel.step import StepCostModel
 from simulator.errors import RlsimError
+from simulator.fit.refit import EXPORT_BYTES_PER_PARAM, refit_broadcast_bytes
 from simulator.hardware import HardwareProfile, load_hardware
 from simulator.model_config import ModelConfig, load_model
 
@@ -306,23 +307,23 @@ class TrainingCostModel:
 def refit_time(hw: HardwareProfile, model: ModelConfig, colocated: bool, train: TrainSetup, gen_tp: int,
                gen_ep: int, gen_gpus: int, dtype_bytes: float = 2.0, overhead_s: float = 0.0,
                ipc_efficiency: float = 0.5, network_efficiency: float = 0.8,
-               draft_params: float = 0.0) -> TrainCost:
-    """Weight refit from training to generation (s).
+               draft_params: float = 0.0, broadcast_bytes_per_s: float | None = None) -> TrainCost:
+    """Weight refit from training to generation (s), as NeMo-RL does it (simulator/fit/refit.py).
 
-    Colocated: every GPU copies its generation shard from the training weights through CUDA IPC, at
-    `ipc_efficiency` of HBM bandwidth (read + write). Not colocated: the weights cross from the training pool to
-    the generation pool over the network: each generation GPU receives its shard, and the training pool sends
-    every shard (bounded by the smaller pool's aggregate link bandwidth). `overhead_s`: fixed cost of the refit
-    (engine wake-up, KV-cache re-allocation, bookkeeping), from the scenario.
+    Colocated: every GPU reads its generation shard of the trainer's bf16 export through CUDA IPC and writes it into
+    the engine's weights in the generation dtype (`dtype_bytes`), at `ipc_efficiency` of HBM bandwidth. Not
+    colocated: the whole bf16 export is broadcast to every generation GPU, at `broadcast_bytes_per_s` (fitted on a
+    reported refit) or, without it, at `network_efficiency` of the link the two pools share. `overhead_s`: fixed
+    cost of the refit (engine wake-up, KV-cache re-allocation, bookkeeping), from the scenario.
     """
     params = model.total_params() + draft_params
-    shard = params * dtype_bytes / (gen_tp * max(gen_ep, 1))
     if colocated:
-        t = 2 * shard / (hw.hbm_bandwidth * ipc_efficiency)
+        shard = params / (gen_tp * max(gen_ep, 1))
+        t = shard * (EXPORT_BYTES_PER_PARAM + dtype_bytes) / (hw.hbm_bandwidth * ipc_efficiency)
         return TrainCost(t + overhead_s, {"copy": t, "overhead": overhead_s})
-    link = hw.scale_out if gen_gpus + train.gpus > hw.scale_up.domain_size else hw.scale_up
-    receivers = shard / (link.bandwidth * network_efficiency)
-    senders = params * dtype_bytes * gen_gpus / (gen_tp * max(gen_ep, 1)) / (
-        min(train.gpus, gen_gpus) * link.bandwidth * network_efficiency)
-    t = max(receivers, senders) + link.latency_s
+    if broadcast_bytes_per_s is not None:
+        t = refit_broadcast_bytes(params) / broadcast_bytes_per_s
+    else:
+        link = hw.scale_out if gen_gpus + train.gpus > hw.scale_up.domain_size else hw.scale_up
+        t = refit_broadcast_bytes(params) / (link.bandwidth * network_efficiency) + link.latency_s
     return TrainCost(t + overhead_s, {"transfer": t, "overhead": overhead_s})

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from simulator.costmodel.step import StepCostModel  # noqa: E402
+from simulator.fit.refit import fit_refit_broadcast_rate  # noqa: E402
 from simulator.fit.spec_overhead import fit_spec_overhead, read_tpot_table  # noqa: E402
 from simulator.fit.vllm_cpu import fit_vllm_cpu, read_vllm_cpu_table  # noqa: E402
 from simulator.model_config import load_model  # noqa: E402
@@ -142,12 +143,28 @@ SOURCES_COMMON = {
     "training.grad_sync_exposed": "assumption: 20% of the gradient reduce-scatter + parameter all-gather not hidden "
                                   "by Megatron's overlap_grad_reduce / overlap_param_gather",
     "pipeline.refit_ipc_efficiency": "assumption: the CUDA-IPC weight copy runs at half the HBM bandwidth",
-    "pipeline.refit_network_efficiency": "assumption: the NCCL weight broadcast reaches 80% of the link",
+    "pipeline.refit_network_efficiency": "assumption: the NCCL weight broadcast reaches 80% of the link (used only "
+                                         "where pipeline.refit_broadcast_bytes_per_s is not set)",
     "pipeline.offload_optimizer_bytes_per_param": "the default 10 bytes per parameter of the optimizer shard: NeMo-RL "
                                                   "issue #3976 measured 4.94 GB for Qwen2.5-0.5B's 494M parameters "
                                                   f"({NOTES} sec. 4b; colocated runs only), moved at the hardware "
                                                   "profile's measured host-copy rates (efficiency.host_copy)",
 }
+
+
+REFIT_REPORTS = "workloads/published/nemo_rl_refit_reports.csv"
+
+
+def refit_broadcast_rate(overhead_s: float) -> tuple[float, str]:
+    """pipeline.refit_broadcast_bytes_per_s fitted on NeMo-RL PR #1379's Qwen3-235B refit, and its source."""
+    rep = pd.read_csv(ROOT / REFIT_REPORTS, comment="#")
+    row = rep[(rep["model"] == "qwen3-235b-a22b") & (rep["code"] == "after")].iloc[0]
+    rate = fit_refit_broadcast_rate(load_model(row["model"]).total_params(), float(row["seconds"]), overhead_s)
+    return float(f"{rate:.4g}"), (
+        f"FITTED (simulator/fit/refit.py) on {REFIT_REPORTS}: NeMo-RL PR #1379's {row['seconds']} s non-colocated "
+        f"refit of Qwen3-235B-A22B (the whole bf16 model broadcast to every vLLM worker) minus the {overhead_s} s "
+        "refit overhead; checked on the same PR's DeepSeek-V3 refit (tests/test_refit.py). Assumption: the PR's "
+        "cluster (not stated) has this run's network")
 
 
 def lognormal_median_for_mean(mean: float, sigma: float, cap: float) -> float:
@@ -446,9 +463,10 @@ def build_nemo(framework: dict) -> None:
             "seed": 0,
         }
         if asyn:
+            rate, rate_src = refit_broadcast_rate(round(framework["refit"], 3))
             data["pipeline"].update({"max_staleness": rc.get("staleness", 1), "in_flight_weight_updates": True,
                                      "generation_gpus": gen_gpus,
-                                     "cosim_engines": gen_gpus // rc["vtp"]})
+                                     "cosim_engines": gen_gpus // rc["vtp"], "refit_broadcast_bytes_per_s": rate})
         moe_src = {}
         if load_model(rc["model"]).is_moe:
             if r.release == "v0.5":
@@ -493,7 +511,8 @@ def build_nemo(framework: dict) -> None:
                         "pipeline.in_flight_weight_updates": f"{recipe}: in_flight_weight_updates true",
                         "pipeline.generation_gpus": f"{recipe}: generation resources {gen_gpus} GPUs",
                         "pipeline.cosim_engines": "every engine of the generation pool (generation GPUs / vLLM TP): "
-                                                  "validation co-simulates the whole pool"})
+                                                  "validation co-simulates the whole pool",
+                        "pipeline.refit_broadcast_bytes_per_s": rate_src})
         data["sources"] = src
         header = (f"NeMo-RL {r.release} published run: {r.system} {r.model} {r.policy} {r.precision} on {r.gpus} GPUs\n"
                   f"({SUMMARY}: step {r.step_s} s, {r.tokens_per_s_per_gpu} tokens/s/GPU, mean sequence {r.mean_seq_len}).\n"
@@ -537,8 +556,9 @@ def build_235b(framework: dict) -> None:
                     "seed": 0,
                 }
                 if gen_gpus:
+                    rate, rate_src = refit_broadcast_rate(round(framework["refit"], 3))
                     data["pipeline"].update({"max_staleness": 1, "in_flight_weight_updates": True,
-                                             "generation_gpus": gen_gpus})
+                                             "generation_gpus": gen_gpus, "refit_broadcast_bytes_per_s": rate})
                 src = dict(SOURCES_COMMON)
                 src["engine.moe_kernel"] = moe_src
                 src.update({
@@ -575,6 +595,8 @@ def build_235b(framework: dict) -> None:
                                               "target; 32 engines put the async step 5-6% higher "
                                               "(simulator/pipeline/collector.py)",
                 })
+                if gen_gpus:
+                    src["pipeline.refit_broadcast_bytes_per_s"] = rate_src
                 data["sources"] = src
                 header = (f"Qwen3-235B-A22B on {gpus} GB200, {mode}, {spec}: the publication's 235B projection setting.\n"
                           "Written by workloads/scenarios/build_published.py. rlsim validate prints what rlsim projects.")

@@ -1,0 +1,72 @@
+"""Weight refit (simulator/training/cost.py::refit_time, simulator/fit/refit.py): NeMo-RL's non-colocated refit
+broadcasts the whole bf16 model to every vLLM worker; its rate is fitted on one reported refit and checked on another
+that the fit never saw (workloads/published/nemo_rl_refit_reports.csv)."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+from simulator.errors import RlsimError
+from simulator.fit.refit import fit_refit_broadcast_rate, predict_refit_seconds
+from simulator.hardware import load_hardware
+from simulator.model_config import load_model
+from simulator.pipeline.run import run_pipeline
+from simulator.scenario import load_scenario
+from simulator.training.cost import TrainSetup, refit_time
+
+REPORTS = pd.read_csv(ROOT / "workloads" / "published" / "nemo_rl_refit_reports.csv", comment="#")
+OVERHEAD_S = load_scenario(ROOT / "workloads" / "scenarios" / "qwen3-8b-rl-think-gb200x32.yaml").pipeline.refit_overhead_s
+
+
+def _reported(model: str, code: str = "after") -> float:
+    return float(REPORTS[(REPORTS["model"] == model) & (REPORTS["code"] == code)]["seconds"].iloc[0])
+
+
+def test_rate_fitted_on_qwen3_235b_predicts_the_deepseek_v3_refit():
+    """Fitted on the Qwen3-235B refit (5.5 s), the rate predicts the DeepSeek-V3 refit of the same PR (14 s) within
+    10%: the refit grows with the whole model's bytes (2.85x the parameters), as a broadcast of every weight does."""
+    rate = fit_refit_broadcast_rate(load_model("qwen3-235b-a22b").total_params(), _reported("qwen3-235b-a22b"),
+                                    OVERHEAD_S)
+    pred = predict_refit_seconds(load_model("deepseek-v3").total_params(), rate, OVERHEAD_S)
+    assert pred == pytest.approx(_reported("deepseek-v3"), rel=0.10), pred
+    # the same holds for the pre-overlap code of the PR (13 s -> 34 s), fitted and checked the same way
+    before = fit_refit_broadcast_rate(load_model("qwen3-235b-a22b").total_params(),
+                                      _reported("qwen3-235b-a22b", "before"), OVERHEAD_S)
+    pred_b = predict_refit_seconds(load_model("deepseek-v3").total_params(), before, OVERHEAD_S)
+    assert pred_b == pytest.approx(_reported("deepseek-v3", "before"), rel=0.15), pred_b
+
+
+def test_non_colocated_refit_sends_the_whole_bf16_model_whatever_the_generation_setup():
+    """Every vLLM worker receives every weight (its loader keeps its shard), in bf16 even for FP8 generation."""
+    hw, m = load_hardware("h100"), load_model("qwen3-235b-a22b")
+    s = TrainSetup(gpus=128, tp=4, pp=8, ep=16)
+    kw = dict(hw=hw, model=m, colocated=False, train=s, gen_gpus=128, broadcast_bytes_per_s=1e11)
+    tp8 = refit_time(gen_tp=8, gen_ep=1, **kw).total_s
+    assert refit_time(gen_tp=1, gen_ep=1, **kw).total_s == pytest.approx(tp8)
+    assert refit_time(gen_tp=8, gen_ep=1, dtype_bytes=1.0, **kw).total_s == pytest.approx(tp8)
+    assert tp8 == pytest.approx(2 * m.total_params() / 1e11)
+    # without a fitted rate: the shared network link at the configured efficiency
+    link = refit_time(hw, m, False, s, 8, 1, 128, network_efficiency=0.8).parts["transfer"]
+    assert link == pytest.approx(2 * m.total_params() / (hw.scale_out.bandwidth * 0.8), rel=1e-3)
+
+
+def test_async_scenarios_carry_the_fitted_rate_and_pay_it():
+    scn = load_scenario(ROOT / "workloads" / "scenarios" / "nemo-rl-qwen3-235b-a22b-h100x256-1-off.yaml")
+    rate = fit_refit_broadcast_rate(load_model("qwen3-235b-a22b").total_params(), _reported("qwen3-235b-a22b"),
+                                    scn.pipeline.refit_overhead_s)
+    assert scn.pipeline.refit_broadcast_bytes_per_s == pytest.approx(rate, rel=1e-3)
+    assert "nemo_rl_refit_reports.csv" in scn.sources["pipeline.refit_broadcast_bytes_per_s"]
+    small = load_scenario(None, ["pipeline.mode=async", "pipeline.colocated=false", "rollout.prompts=16",
+                                 f"pipeline.refit_broadcast_bytes_per_s={rate}"])
+    out = run_pipeline(small, steps=3).summary()
+    assert out["weight_sync"] == pytest.approx(2 * load_model("qwen3-8b").total_params() / rate, rel=1e-3)
+
+
+def test_bad_refit_inputs_name_the_field():
+    with pytest.raises(RlsimError) as e:
+        fit_refit_broadcast_rate(1e9, 0.5, 0.854)
+    assert e.value.field == "pipeline.refit_overhead_s"
+    with pytest.raises(RlsimError) as e:
+        load_scenario(None, ["pipeline.refit_broadcast_bytes_per_s=-1"])
+    assert "pipeline.refit_broadcast_bytes_per_s" in str(e.value.field)
