@@ -8,13 +8,15 @@ import pytest
 
 from conftest import ROOT
 from simulator.errors import RlsimError
-from simulator.fit.refit import fit_refit_broadcast_rate, predict_refit_seconds
+from simulator.fit.refit import (COPY_FIT_BANDWIDTH_CASE, COPY_FIT_LAUNCH_CASE, fit_refit_broadcast_rate,
+                                 fit_refit_copy, hf_tensor_count, predict_copy_seconds, predict_refit_seconds)
 from simulator.hardware import load_hardware
 from simulator.model_config import load_model
 from simulator.pipeline.run import run_pipeline
 from simulator.scenario import load_scenario
 from simulator.training.cost import TrainSetup, refit_time
 
+COPIES = pd.read_csv(ROOT / "calibration" / "h200" / "measured" / "refit_copy.csv")
 REPORTS = pd.read_csv(ROOT / "workloads" / "published" / "nemo_rl_refit_reports.csv", comment="#")
 OVERHEAD_S = load_scenario(ROOT / "workloads" / "scenarios" / "qwen3-8b-rl-think-gb200x32.yaml").pipeline.refit_overhead_s
 
@@ -70,3 +72,44 @@ def test_bad_refit_inputs_name_the_field():
     with pytest.raises(RlsimError) as e:
         load_scenario(None, ["pipeline.refit_broadcast_bytes_per_s=-1"])
     assert "pipeline.refit_broadcast_bytes_per_s" in str(e.value.field)
+
+
+# ---------------------------------------------------------------- colocated: the CUDA-IPC copies measured on the H200
+def test_measured_refit_copies_predict_the_held_out_models():
+    """Fitted on Qwen3-8B (time per byte) and Qwen3-30B-A3B (time per tensor copy), the copy model predicts the
+    other measured models within 10%: Llama-3.1-8B and Qwen3-32B (bandwidth-bound) and Qwen3-235B-A22B's layers
+    (2,349 tensors of 12 MB: launch-bound)."""
+    hbm = load_hardware("h200").hbm_bandwidth
+    eff, per_copy = fit_refit_copy(COPIES.to_dict("records"), hbm)
+    assert 0.5 < eff < 1.0 and 5e-6 < per_copy < 5e-5
+    held = COPIES[~COPIES["case"].isin([COPY_FIT_BANDWIDTH_CASE, COPY_FIT_LAUNCH_CASE, "plain_1GiB_copy"])]
+    assert len(held) == 3
+    for r in held.to_dict("records"):
+        pred = predict_copy_seconds(r["traffic_bytes"], 2 * r["tensors"], hbm, eff, per_copy)
+        assert pred == pytest.approx(r["total_s"], rel=0.10), (r["case"], pred)
+    # the per-tensor cost is what makes many-expert models slow: their measured rate is a fraction of a dense one's
+    rate = COPIES.set_index("case")["gb_per_s"]
+    assert rate[COPY_FIT_LAUNCH_CASE] < 0.2 * rate[COPY_FIT_BANDWIDTH_CASE]
+
+
+def test_tensor_count_matches_the_measured_export():
+    """The measuring script streams Llama-3.1-8B's export tensor by tensor, as hf_tensor_count counts them."""
+    n = int(COPIES.set_index("case").loc["llama-3.1-8b", "tensors"])
+    assert hf_tensor_count(load_model("llama-3.1-8b")) == n
+    moe = load_model("qwen3-30b-a3b")
+    assert hf_tensor_count(moe) > moe.layers * 3 * moe.moe.experts
+
+
+def test_colocated_refit_of_a_many_expert_model_is_bound_by_its_tensor_copies():
+    scn = load_scenario(ROOT / "workloads" / "scenarios" / "nemo-rl-qwen3-30b-a3b-h100x32-on.yaml")
+    p = scn.pipeline
+    assert "refit_copy.csv" in scn.sources["pipeline.refit_copy_overhead_s"]
+    hw, m = load_hardware("h100"), load_model("qwen3-30b-a3b")
+    rf = refit_time(hw, m, True, TrainSetup(gpus=32), 2, 1, 32, ipc_efficiency=p.refit_ipc_efficiency,
+                    copy_overhead_s=p.refit_copy_overhead_s)
+    assert rf.parts["copy"] == pytest.approx(2 * hf_tensor_count(m) * p.refit_copy_overhead_s)
+    dense = refit_time(hw, load_model("qwen3-32b"), True, TrainSetup(gpus=32), 4, 1, 32,
+                       ipc_efficiency=p.refit_ipc_efficiency, copy_overhead_s=p.refit_copy_overhead_s)
+    params = load_model("qwen3-32b").total_params()
+    assert dense.parts["copy"] == pytest.approx((4 * params + 4 * params / 4) / (hw.hbm_bandwidth
+                                                                                  * p.refit_ipc_efficiency))

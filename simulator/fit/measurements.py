@@ -31,6 +31,7 @@ GRAPH_COLS = {"n_kernels", "us"}
 STEP_COLS = {"model", "batch", "q_len", "ctx", "us"}
 HOST_COPY_COLS = {"mode", "total_bytes", "tensor_bytes", "seconds"}
 HOST_COPY_MODES = ("d2h_pageable", "h2d_pageable", "d2h_pinned", "h2d_pinned")
+REFIT_COPY_COLS = {"case", "tensors", "traffic_bytes", "total_s"}  # refit's IPC copies (simulator/fit/refit.py)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Measurements:
     moe_train: list[pd.DataFrame] = field(default_factory=list)  # +pass (fwd, fwd_bwd, fwd_permute)
     elementwise: list[pd.DataFrame] = field(default_factory=list)
     host_copy: list[pd.DataFrame] = field(default_factory=list)  # mode,total_bytes,tensor_bytes,seconds
+    refit_copy: list[pd.DataFrame] = field(default_factory=list)  # not a kernel: fits pipeline.refit_* keys
     graph: list[pd.DataFrame] = field(default_factory=list)
     network: list[pd.DataFrame] = field(default_factory=list)  # collective,group,bytes,us,source
     eager_launch_s: list[float] = field(default_factory=list)
@@ -121,6 +123,8 @@ def read_file(path: str | Path, m: Measurements, attention_backend: str = "packe
         if bad:
             raise RlsimError(f"unknown mode {sorted(bad)[0]!r} ({', '.join(HOST_COPY_MODES)})", str(p))
         m.host_copy.append(df[list(HOST_COPY_COLS)].assign(source=src))
+    elif REFIT_COPY_COLS <= cols:
+        m.refit_copy.append(_check_numeric(df, ["tensors", "traffic_bytes", "total_s"], p).assign(source=src))
     elif {"collective", "gpus", "bytes", "us"} <= cols:
         df = _check_numeric(df, ["gpus", "bytes", "us"], p)
         m.network.append(pd.DataFrame({"collective": df["collective"], "group": df["gpus"], "bytes": df["bytes"],

@@ -33,7 +33,9 @@ class PipelineConfig(YamlModel):
     refit_overhead_s: float = Field(0.0, ge=0, description="fixed cost of a weight refit: engine wake-up, "
                                                            "KV-cache re-allocation, bookkeeping (s)")
     refit_ipc_efficiency: float = Field(0.5, gt=0, le=1, description="colocated refit: fraction of HBM bandwidth "
-                                                                     "of the CUDA-IPC weight copy")
+                                                                     "the CUDA-IPC weight copies reach")
+    refit_copy_overhead_s: float = Field(0.0, ge=0, description="colocated refit: host seconds per tensor copy "
+                                                                "(pack and load each copy every tensor of the export)")
     refit_network_efficiency: float = Field(0.8, gt=0, le=1, description="non-colocated refit: fraction of link "
                                                                          "bandwidth of the NCCL broadcast (when "
                                                                          "refit_broadcast_bytes_per_s is not set)")

@@ -172,7 +172,8 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
                         dtype_bytes=2.0 if scn.engine.dtype == "bf16" else 1.0, overhead_s=p.refit_overhead_s,
                         ipc_efficiency=p.refit_ipc_efficiency, network_efficiency=p.refit_network_efficiency,
                         draft_params=draft_params if train_draft else 0.0,
-                        broadcast_bytes_per_s=p.refit_broadcast_bytes_per_s)
+                        broadcast_bytes_per_s=p.refit_broadcast_bytes_per_s,
+                        copy_overhead_s=p.refit_copy_overhead_s)
         refit_s = rf.total_s + moves["state_offload"]
         train_s += moves["state_onload"]
         costs.append(StepCosts(generation_s=gen_s, reward_s=reward_s, logprob_s=lp_s, train_s=train_s,

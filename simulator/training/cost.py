@@ -24,7 +24,8 @@ from simulator.costmodel.moe import moe_train_times
 from simulator.costmodel.parallelism import Parallelism, check_parallelism
 from simulator.costmodel.step import StepCostModel
 from simulator.errors import RlsimError
-from simulator.fit.refit import EXPORT_BYTES_PER_PARAM, refit_broadcast_bytes
+from simulator.fit.refit import (EXPORT_BYTES_PER_PARAM, hf_tensor_count, predict_copy_seconds,
+                                 refit_broadcast_bytes)
 from simulator.hardware import HardwareProfile, load_hardware
 from simulator.model_config import ModelConfig, load_model
 
@@ -307,11 +308,14 @@ class TrainingCostModel:
 def refit_time(hw: HardwareProfile, model: ModelConfig, colocated: bool, train: TrainSetup, gen_tp: int,
                gen_ep: int, gen_gpus: int, dtype_bytes: float = 2.0, overhead_s: float = 0.0,
                ipc_efficiency: float = 0.5, network_efficiency: float = 0.8,
-               draft_params: float = 0.0, broadcast_bytes_per_s: float | None = None) -> TrainCost:
+               draft_params: float = 0.0, broadcast_bytes_per_s: float | None = None,
+               copy_overhead_s: float = 0.0) -> TrainCost:
     """Weight refit from training to generation (s), as NeMo-RL does it (simulator/fit/refit.py).
 
-    Colocated: every GPU reads its generation shard of the trainer's bf16 export through CUDA IPC and writes it into
-    the engine's weights in the generation dtype (`dtype_bytes`), at `ipc_efficiency` of HBM bandwidth. Not
+    Colocated: every GPU packs the trainer's whole bf16 export into its CUDA-IPC buffer, tensor by tensor, and the
+    engine beside it copies its shard of each tensor into its weights in the generation dtype (`dtype_bytes`); the
+    copies run at `ipc_efficiency` of HBM bandwidth unless the host's `copy_overhead_s` per tensor copy is the longer
+    (measured: calibration/h200/measured/refit_copy.csv). The trainer's own gathers of the export are not priced. Not
     colocated: the whole bf16 export is broadcast to every generation GPU, at `broadcast_bytes_per_s` (fitted on a
     reported refit) or, without it, at `network_efficiency` of the link the two pools share. `overhead_s`: fixed
     cost of the refit (engine wake-up, KV-cache re-allocation, bookkeeping), from the scenario.
@@ -319,7 +323,9 @@ def refit_time(hw: HardwareProfile, model: ModelConfig, colocated: bool, train: 
     params = model.total_params() + draft_params
     if colocated:
         shard = params / (gen_tp * max(gen_ep, 1))
-        t = shard * (EXPORT_BYTES_PER_PARAM + dtype_bytes) / (hw.hbm_bandwidth * ipc_efficiency)
+        traffic = 2 * EXPORT_BYTES_PER_PARAM * params + (EXPORT_BYTES_PER_PARAM + dtype_bytes) * shard
+        t = predict_copy_seconds(traffic, 2 * hf_tensor_count(model), hw.hbm_bandwidth, ipc_efficiency,
+                                 copy_overhead_s)
         return TrainCost(t + overhead_s, {"copy": t, "overhead": overhead_s})
     if broadcast_bytes_per_s is not None:
         t = refit_broadcast_bytes(params) / broadcast_bytes_per_s

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from simulator.costmodel.step import StepCostModel  # noqa: E402
-from simulator.fit.refit import fit_refit_broadcast_rate  # noqa: E402
+from simulator.fit.refit import fit_refit_broadcast_rate, fit_refit_copy  # noqa: E402
+from simulator.hardware import load_hardware  # noqa: E402
 from simulator.fit.spec_overhead import fit_spec_overhead, read_tpot_table  # noqa: E402
 from simulator.fit.vllm_cpu import fit_vllm_cpu, read_vllm_cpu_table  # noqa: E402
 from simulator.model_config import load_model  # noqa: E402
@@ -142,7 +143,6 @@ SOURCES_COMMON = {
     "reward.s_per_sample": "assumption: math verification on CPU workers, 5 ms per sample (NeMo-RL math env, 8 workers)",
     "training.grad_sync_exposed": "assumption: 20% of the gradient reduce-scatter + parameter all-gather not hidden "
                                   "by Megatron's overlap_grad_reduce / overlap_param_gather",
-    "pipeline.refit_ipc_efficiency": "assumption: the CUDA-IPC weight copy runs at half the HBM bandwidth",
     "pipeline.refit_network_efficiency": "assumption: the NCCL weight broadcast reaches 80% of the link (used only "
                                          "where pipeline.refit_broadcast_bytes_per_s is not set)",
     "pipeline.offload_optimizer_bytes_per_param": "the default 10 bytes per parameter of the optimizer shard: NeMo-RL "
@@ -153,6 +153,27 @@ SOURCES_COMMON = {
 
 
 REFIT_REPORTS = "workloads/published/nemo_rl_refit_reports.csv"
+REFIT_COPY = "calibration/h200/measured/refit_copy.csv"
+
+
+def refit_copy_constants() -> dict:
+    """pipeline.refit_ipc_efficiency and refit_copy_overhead_s measured on the H200 (colocated refit copies)."""
+    rows = pd.read_csv(ROOT / REFIT_COPY).to_dict("records")
+    eff, per_copy = fit_refit_copy(rows, load_hardware("h200").hbm_bandwidth)
+    return {"refit_ipc_efficiency": round(eff, 3), "refit_copy_overhead_s": float(f"{per_copy:.3g}")}
+
+
+REFIT_COPY_SOURCES = {
+    "pipeline.refit_ipc_efficiency": f"MEASURED ({REFIT_COPY}, python calibration/h200/measured/measure_refit_copy.py "
+                                     "refit_copy.csv on the device tool's H200): NeMo-RL's IPC pack + load copies of "
+                                     "Qwen3-8B's tensors reach this share of the HBM bandwidth (fitted by "
+                                     "simulator/fit/refit.py, held-out cases in tests/test_refit.py); assumption: the "
+                                     "same share on other GPUs",
+    "pipeline.refit_copy_overhead_s": f"MEASURED ({REFIT_COPY}, same command): host seconds per tensor copy when "
+                                      "Qwen3-30B-A3B's thousands of expert tensors leave the GPU waiting; assumption: "
+                                      "the published runs' hosts launch as fast as the H200 host",
+}
+SOURCES_COMMON.update(REFIT_COPY_SOURCES)
 
 
 def refit_broadcast_rate(overhead_s: float) -> tuple[float, str]:
@@ -256,8 +277,7 @@ def paper_base(workload: str) -> dict:
                     "group_correlation": 0.5},
         "speculative": {"method": "none", "num_tokens": 3,
                         "profile": f"workloads/acceptance/paper-qwen3-8b-eagle3-rl-{workload}.yaml"},
-        "pipeline": {"mode": "sync", "colocated": True, "steps": 2, "data_s": 0.3, "refit_overhead_s": 2.0,
-                     "refit_ipc_efficiency": 0.5},
+        "pipeline": {**refit_copy_constants(), "mode": "sync", "colocated": True, "steps": 2, "data_s": 0.3, "refit_overhead_s": 2.0},
         "training": {"tensor_parallel_size": 1, "global_batch_size": 512, "micro_batch_tokens": 16384,
                      "logprob_micro_batch_tokens": 16384, "activation_recompute": "full", "reference_logprobs": True,
                      "framework_efficiency": 1.0, "logprob_framework_efficiency": 1.0},
@@ -449,7 +469,7 @@ def build_nemo(framework: dict) -> None:
                         "prompt_tokens": {"kind": "lognormal", "median": prompt, "sigma": 0.3, "min": 16},
                         "response_tokens": {"kind": "lognormal", "median": round(med, 1), "sigma": SIGMA},
                         "group_correlation": 0.5},
-            "pipeline": {"mode": "async" if asyn else "sync", "colocated": not asyn,
+            "pipeline": {**refit_copy_constants(), "mode": "async" if asyn else "sync", "colocated": not asyn,
                          "steps": 12 if rc.get("staleness", 1) > 1 else (6 if asyn else 2),
                          "data_s": 0.3, "refit_overhead_s": round(framework["refit"], 3)},
             "training": {"tensor_parallel_size": rc["ttp"], "pipeline_parallel_size": rc["tpp"],
@@ -545,7 +565,8 @@ def build_235b(framework: dict) -> None:
                                 "group_correlation": 0.5},
                     "speculative": {"method": "eagle3" if spec == "eagle3" else "none", "num_tokens": 3,
                                     "profile": "workloads/acceptance/paper-qwen3-8b-eagle3-rl-think.yaml"},
-                    "pipeline": {"mode": mode, "colocated": mode == "sync", "steps": 6 if mode == "async" else 2,
+                    "pipeline": {**refit_copy_constants(), "mode": mode, "colocated": mode == "sync",
+                                 "steps": 6 if mode == "async" else 2,
                                  "data_s": 0.3, "refit_overhead_s": round(framework["refit"], 3)},
                     "training": {"tensor_parallel_size": 4, "pipeline_parallel_size": 4, "context_parallel_size": 1,
                                  "expert_parallel_size": 16, "global_batch_size": 512, "micro_batch_tokens": 16384,
