@@ -133,6 +133,20 @@ class ModelConfig(YamlModel):
     def dense_ffn(self) -> int:
         return self.moe.dense_ffn if (self.moe and self.moe.first_dense_layers) else self.ffn
 
+    def hf_tensor_count(self) -> int:
+        """Tensors of the model's Hugging Face export (a weight refit streams them one by one): per layer the
+        attention's projections and norms, two layer norms and the MLP's (every routed and shared expert's gate,
+        up and down, and the router), plus embedding, final norm and lm_head."""
+        a = self.attention
+        if a.kind == "mla":
+            attn = (4 if a.q_lora_rank else 2) + 3  # q_a/q_a_norm/q_b or q; kv_a, kv_a_norm, kv_b; o below
+        else:
+            attn = 3 + (2 if a.qk_norm else 0)
+        per_layer = attn + 1 + 2  # + o_proj, input and post-attention norms
+        moe = (1 + 3 * self.moe.experts + 3 * self.moe.shared_experts) if self.moe else 0
+        return (self.layers * per_layer + self.dense_layers * 3 + self.moe_layers * moe
+                + 2 + (0 if self.tied_embeddings else 1))
+
     # ------------------------------------------------------------ parameter counts (elements)
     def attention_params(self) -> int:
         a, h = self.attention, self.hidden

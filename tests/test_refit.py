@@ -9,16 +9,17 @@ import pytest
 from conftest import ROOT
 from simulator.errors import RlsimError
 from simulator.fit.refit import (COPY_FIT_BANDWIDTH_CASE, COPY_FIT_LAUNCH_CASE, fit_refit_broadcast_rate,
-                                 fit_refit_copy, hf_tensor_count, predict_copy_seconds, predict_refit_seconds)
+                                 fit_refit_copy, predict_refit_seconds)
 from simulator.hardware import load_hardware
 from simulator.model_config import load_model
 from simulator.pipeline.run import run_pipeline
 from simulator.scenario import load_scenario
-from simulator.training.cost import TrainSetup, refit_time
+from simulator.training.cost import TrainSetup, refit_copy_seconds, refit_time
 
 COPIES = pd.read_csv(ROOT / "calibration" / "h200" / "measured" / "refit_copy.csv")
 REPORTS = pd.read_csv(ROOT / "workloads" / "published" / "nemo_rl_refit_reports.csv", comment="#")
-OVERHEAD_S = load_scenario(ROOT / "workloads" / "scenarios" / "qwen3-8b-rl-think-gb200x32.yaml").pipeline.refit_overhead_s
+PAPER_SCENARIO = ROOT / "workloads" / "scenarios" / "qwen3-8b-rl-think-gb200x32.yaml"
+OVERHEAD_S = load_scenario(PAPER_SCENARIO).pipeline.refit_overhead_s
 
 
 def _reported(model: str, code: str = "after") -> float:
@@ -85,7 +86,7 @@ def test_measured_refit_copies_predict_the_held_out_models():
     held = COPIES[~COPIES["case"].isin([COPY_FIT_BANDWIDTH_CASE, COPY_FIT_LAUNCH_CASE, "plain_1GiB_copy"])]
     assert len(held) == 3
     for r in held.to_dict("records"):
-        pred = predict_copy_seconds(r["traffic_bytes"], 2 * r["tensors"], hbm, eff, per_copy)
+        pred = refit_copy_seconds(r["traffic_bytes"], 2 * r["tensors"], hbm, eff, per_copy)
         assert pred == pytest.approx(r["total_s"], rel=0.10), (r["case"], pred)
     # the per-tensor cost is what makes many-expert models slow: their measured rate is a fraction of a dense one's
     rate = COPIES.set_index("case")["gb_per_s"]
@@ -93,11 +94,12 @@ def test_measured_refit_copies_predict_the_held_out_models():
 
 
 def test_tensor_count_matches_the_measured_export():
-    """The measuring script streams Llama-3.1-8B's export tensor by tensor, as hf_tensor_count counts them."""
+    """The measuring script streams Llama-3.1-8B's export tensor by tensor, as ModelConfig.hf_tensor_count counts
+    them."""
     n = int(COPIES.set_index("case").loc["llama-3.1-8b", "tensors"])
-    assert hf_tensor_count(load_model("llama-3.1-8b")) == n
+    assert load_model("llama-3.1-8b").hf_tensor_count() == n
     moe = load_model("qwen3-30b-a3b")
-    assert hf_tensor_count(moe) > moe.layers * 3 * moe.moe.experts
+    assert moe.hf_tensor_count() > moe.layers * 3 * moe.moe.experts
 
 
 def test_colocated_refit_of_a_many_expert_model_is_bound_by_its_tensor_copies():
@@ -107,7 +109,7 @@ def test_colocated_refit_of_a_many_expert_model_is_bound_by_its_tensor_copies():
     hw, m = load_hardware("h100"), load_model("qwen3-30b-a3b")
     rf = refit_time(hw, m, True, TrainSetup(gpus=32), 2, 1, 32, ipc_efficiency=p.refit_ipc_efficiency,
                     copy_overhead_s=p.refit_copy_overhead_s)
-    assert rf.parts["copy"] == pytest.approx(2 * hf_tensor_count(m) * p.refit_copy_overhead_s)
+    assert rf.parts["copy"] == pytest.approx(2 * m.hf_tensor_count() * p.refit_copy_overhead_s)
     dense = refit_time(hw, load_model("qwen3-32b"), True, TrainSetup(gpus=32), 4, 1, 32,
                        ipc_efficiency=p.refit_ipc_efficiency, copy_overhead_s=p.refit_copy_overhead_s)
     params = load_model("qwen3-32b").total_params()

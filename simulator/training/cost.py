@@ -24,8 +24,6 @@ from simulator.costmodel.moe import moe_train_times
 from simulator.costmodel.parallelism import Parallelism, check_parallelism
 from simulator.costmodel.step import StepCostModel
 from simulator.errors import RlsimError
-from simulator.fit.refit import (EXPORT_BYTES_PER_PARAM, hf_tensor_count, predict_copy_seconds,
-                                 refit_broadcast_bytes)
 from simulator.hardware import HardwareProfile, load_hardware
 from simulator.model_config import ModelConfig, load_model
 
@@ -305,12 +303,31 @@ class TrainingCostModel:
         return 6.0 * m.active_params() * float(lens.sum()) + attn
 
 
+# NeMo-RL's trainer exports bf16 Hugging Face weights for every refit; FP8 engines quantize what they receive
+# (nemo_rl/models/generation/vllm/quantization/fp8.py::load_weights, read at xiuhu17/RL @ab4e0a54)
+EXPORT_BYTES_PER_PARAM = 2.0
+
+
+def refit_broadcast_seconds(params: float, bytes_per_s: float) -> float:
+    """Seconds for NeMo-RL's non-colocated refit to deliver the whole bf16 export of `params` parameters to every
+    generation GPU (`packed_broadcast_consumer` over all of `state_dict_info`, src 0, vllm_backend.py) at
+    `bytes_per_s`, whatever the generation parallelism or dtype."""
+    return EXPORT_BYTES_PER_PARAM * params / bytes_per_s
+
+
+def refit_copy_seconds(traffic_bytes: float, copies: float, hbm_bandwidth: float, efficiency: float,
+                       per_copy_s: float) -> float:
+    """Seconds of `copies` device copies moving `traffic_bytes` (read + write): the GPU's copying and the host's
+    launching overlap, so the longer of the two sets the time."""
+    return max(traffic_bytes / (hbm_bandwidth * efficiency), copies * per_copy_s)
+
+
 def refit_time(hw: HardwareProfile, model: ModelConfig, colocated: bool, train: TrainSetup, gen_tp: int,
                gen_ep: int, gen_gpus: int, dtype_bytes: float = 2.0, overhead_s: float = 0.0,
                ipc_efficiency: float = 0.5, network_efficiency: float = 0.8,
                draft_params: float = 0.0, broadcast_bytes_per_s: float | None = None,
                copy_overhead_s: float = 0.0) -> TrainCost:
-    """Weight refit from training to generation (s), as NeMo-RL does it (simulator/fit/refit.py).
+    """Weight refit from training to generation (s), as NeMo-RL does it (constants fitted in simulator/fit/refit.py).
 
     Colocated: every GPU packs the trainer's whole bf16 export into its CUDA-IPC buffer, tensor by tensor, and the
     engine beside it copies its shard of each tensor into its weights in the generation dtype (`dtype_bytes`); the
@@ -324,12 +341,12 @@ def refit_time(hw: HardwareProfile, model: ModelConfig, colocated: bool, train: 
     if colocated:
         shard = params / (gen_tp * max(gen_ep, 1))
         traffic = 2 * EXPORT_BYTES_PER_PARAM * params + (EXPORT_BYTES_PER_PARAM + dtype_bytes) * shard
-        t = predict_copy_seconds(traffic, 2 * hf_tensor_count(model), hw.hbm_bandwidth, ipc_efficiency,
-                                 copy_overhead_s)
+        t = refit_copy_seconds(traffic, 2 * model.hf_tensor_count(), hw.hbm_bandwidth, ipc_efficiency,
+                               copy_overhead_s)
         return TrainCost(t + overhead_s, {"copy": t, "overhead": overhead_s})
     if broadcast_bytes_per_s is not None:
-        t = refit_broadcast_bytes(params) / broadcast_bytes_per_s
+        t = refit_broadcast_seconds(params, broadcast_bytes_per_s)
     else:
         link = hw.scale_out if gen_gpus + train.gpus > hw.scale_up.domain_size else hw.scale_up
-        t = refit_broadcast_bytes(params) / (link.bandwidth * network_efficiency) + link.latency_s
+        t = refit_broadcast_seconds(params, link.bandwidth * network_efficiency) + link.latency_s
     return TrainCost(t + overhead_s, {"transfer": t, "overhead": overhead_s})

@@ -16,6 +16,7 @@ Deterministic: the same files every run.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 import sys
 from pathlib import Path
 
@@ -29,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from simulator.costmodel.step import StepCostModel  # noqa: E402
 from simulator.fit.refit import fit_refit_broadcast_rate, fit_refit_copy  # noqa: E402
-from simulator.hardware import load_hardware  # noqa: E402
 from simulator.fit.spec_overhead import fit_spec_overhead, read_tpot_table  # noqa: E402
 from simulator.fit.vllm_cpu import fit_vllm_cpu, read_vllm_cpu_table  # noqa: E402
+from simulator.hardware import load_hardware  # noqa: E402
 from simulator.model_config import load_model  # noqa: E402
 from simulator.pipeline.run import run_pipeline  # noqa: E402
 from simulator.scenario import Scenario  # noqa: E402
@@ -156,8 +157,10 @@ REFIT_REPORTS = "workloads/published/nemo_rl_refit_reports.csv"
 REFIT_COPY = "calibration/h200/measured/refit_copy.csv"
 
 
+@lru_cache(maxsize=1)
 def refit_copy_constants() -> dict:
-    """pipeline.refit_ipc_efficiency and refit_copy_overhead_s measured on the H200 (colocated refit copies)."""
+    """pipeline.refit_ipc_efficiency and refit_copy_overhead_s measured on the H200 (colocated refit copies), fitted
+    once per build (callers spread the dict into their own)."""
     rows = pd.read_csv(ROOT / REFIT_COPY).to_dict("records")
     eff, per_copy = fit_refit_copy(rows, load_hardware("h200").hbm_bandwidth)
     return {"refit_ipc_efficiency": round(eff, 3), "refit_copy_overhead_s": float(f"{per_copy:.3g}")}
@@ -176,8 +179,10 @@ REFIT_COPY_SOURCES = {
 SOURCES_COMMON.update(REFIT_COPY_SOURCES)
 
 
+@lru_cache(maxsize=None)
 def refit_broadcast_rate(overhead_s: float) -> tuple[float, str]:
-    """pipeline.refit_broadcast_bytes_per_s fitted on NeMo-RL PR #1379's Qwen3-235B refit, and its source."""
+    """pipeline.refit_broadcast_bytes_per_s fitted on NeMo-RL PR #1379's Qwen3-235B refit, and its source (fitted
+    once per overhead)."""
     rep = pd.read_csv(ROOT / REFIT_REPORTS, comment="#")
     row = rep[(rep["model"] == "qwen3-235b-a22b") & (rep["code"] == "after")].iloc[0]
     rate = fit_refit_broadcast_rate(load_model(row["model"]).total_params(), float(row["seconds"]), overhead_s)
@@ -277,7 +282,8 @@ def paper_base(workload: str) -> dict:
                     "group_correlation": 0.5},
         "speculative": {"method": "none", "num_tokens": 3,
                         "profile": f"workloads/acceptance/paper-qwen3-8b-eagle3-rl-{workload}.yaml"},
-        "pipeline": {**refit_copy_constants(), "mode": "sync", "colocated": True, "steps": 2, "data_s": 0.3, "refit_overhead_s": 2.0},
+        "pipeline": {**refit_copy_constants(), "mode": "sync", "colocated": True, "steps": 2, "data_s": 0.3,
+                     "refit_overhead_s": 2.0},
         "training": {"tensor_parallel_size": 1, "global_batch_size": 512, "micro_batch_tokens": 16384,
                      "logprob_micro_batch_tokens": 16384, "activation_recompute": "full", "reference_logprobs": True,
                      "framework_efficiency": 1.0, "logprob_framework_efficiency": 1.0},
