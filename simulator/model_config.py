@@ -139,7 +139,7 @@ class ModelConfig(YamlModel):
         up and down, and the router), plus embedding, final norm and lm_head."""
         a = self.attention
         if a.kind == "mla":
-            attn = (4 if a.q_lora_rank else 2) + 3  # q_a/q_a_norm/q_b or q; kv_a, kv_a_norm, kv_b; o below
+            attn = (3 if a.q_lora_rank else 1) + 3  # q_a, q_a_norm, q_b (or q); kv_a, kv_a_norm, kv_b; o below
         else:
             attn = 3 + (2 if a.qk_norm else 0)
         per_layer = attn + 1 + 2  # + o_proj, input and post-attention norms

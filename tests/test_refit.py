@@ -102,6 +102,14 @@ def test_tensor_count_matches_the_measured_export():
     assert moe.hf_tensor_count() > moe.layers * 3 * moe.moe.experts
 
 
+def test_tensor_count_of_an_mla_model():
+    """DeepSeek-V3's export per layer: q_a_proj, q_a_layernorm, q_b_proj, kv_a_proj_with_mqa, kv_a_layernorm,
+    kv_b_proj, o_proj and two layer norms; 3 dense MLPs (gate, up, down) and 58 MoE layers (router, 256 routed and
+    1 shared expert); embedding, final norm, lm_head."""
+    m = load_model("deepseek-v3")
+    assert m.hf_tensor_count() == 61 * 9 + 3 * 3 + 58 * (1 + 3 * 256 + 3) + 3
+
+
 def test_colocated_refit_of_a_many_expert_model_is_bound_by_its_tensor_copies():
     scn = load_scenario(ROOT / "workloads" / "scenarios" / "nemo-rl-qwen3-30b-a3b-h100x32-on.yaml")
     p = scn.pipeline
