@@ -122,7 +122,8 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
         draft_params = float(sim.cost.spec.draft_first.model.total_params())
     train_draft = tr.draft.enabled and draft_params > 0
     rng = np.random.default_rng(seed)
-    static = p.response_growth_per_step == 0 and not _drifts(scn) and scn.rollout.partial is None
+    drifts = _drifts(scn)
+    static = p.response_growth_per_step == 0 and not drifts and scn.rollout.partial is None
     n_sim = min(n_steps, p.distinct_rollouts) if (static and p.distinct_rollouts) else n_steps
     batches = []
     for i in range(n_sim):
@@ -185,7 +186,8 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
                      "training_detail": {**{k: float(v) for k, v in tt.parts.items()}, **moves}})
         notes += [n for n in res_notes if n not in notes]
     if p.mode == "async":
-        run, sample, per_batch = _cosimulate(sim, gen_scn, batches, costs, p, rollout_mode, cosim_seed)
+        run, sample, per_batch = _cosimulate(sim, gen_scn, batches, costs, p, rollout_mode, cosim_seed,
+                                             drifts)
         for row, (acc, pre) in zip(rows, per_batch):
             row["mean_acceptance_length"], row["preemptions"] = acc, pre
         if sample.engines < sample.pool_engines:
@@ -233,7 +235,7 @@ def _drifts(scn) -> bool:
     return a0 is not None and a1 is not None and abs(a0.tau(3) - a1.tau(3)) > 1e-12
 
 
-def _cosimulate(sim, gen_scn, batches, costs, p, mode, seed):
+def _cosimulate(sim, gen_scn, batches, costs, p, mode, seed, drifts):
     """Async GRPO: the sampled generation engines, NeMo-RL's trajectory collector and the trainer in one
     simulation (pipeline/collector.py); batch j of the stream is step j's (steps beyond the run repeat the last
     step's batch, as a longer run would keep generating). A drifting acceptance follows the weight version."""
@@ -252,7 +254,7 @@ def _cosimulate(sim, gen_scn, batches, costs, p, mode, seed):
     stream = batch_stream(parts, P)
     reqs, engines, _ = ssim.build_engines(stream, mode=mode, seed=seed, acceptance=build_acceptance(gen_scn, 0))
     acceptance_at = None
-    if _drifts(gen_scn):  # weight version v decodes with RL step v's acceptance (v = 0: the engines' own)
+    if drifts:  # weight version v decodes with RL step v's acceptance (v = 0: the engines' own)
         by_version = {0: (engines[0].acc, engines[0].k_cache)}
 
         def acceptance_at(v: int):
