@@ -20,14 +20,14 @@ Command (the device tool's H200): python calibration/h200/measured/measure_host_
 """
 from __future__ import annotations
 
-import csv
 import gc
-import os
 import statistics
 import sys
 import time
 
 import torch
+
+from stream_csv import write_rows  # this folder's (the script's own directory is on sys.path)
 
 CYCLES = 3
 SETS = [  # (total GB, tensor MB)
@@ -87,17 +87,9 @@ def measure(total_gb: int, tensor_mb: int) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    out = argv[1] if len(argv) > 1 else "host_copy.csv"
-    out = os.path.join(os.environ.get("OUT", "."), out)
     fields = ["mode", "total_bytes", "tensor_bytes", "n_tensors", "seconds", "gb_per_s", "cycles"]
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for total_gb, tensor_mb in SETS:
-            for r in measure(total_gb, tensor_mb):
-                w.writerow(r)
-                f.flush()
-                print(r, flush=True)
+    write_rows(argv[1] if len(argv) > 1 else "host_copy.csv", fields,
+               (r for total_gb, tensor_mb in SETS for r in measure(total_gb, tensor_mb)))
     return 0
 
 

@@ -18,13 +18,14 @@ Command (the device tool's H200): python calibration/h200/measured/measure_refit
 """
 from __future__ import annotations
 
-import csv
-import os
+import itertools
 import statistics
 import sys
 import time
 
 import torch
+
+from stream_csv import write_rows  # this folder's (the script's own directory is on sys.path)
 
 CYCLES = 5
 BUFFER_RATIO = 0.02  # NRL_REFIT_BUFFER_MEMORY_RATIO's default after NeMo-RL PR #1379 (0.02 of GPU memory)
@@ -157,16 +158,10 @@ def plain_copy() -> dict:
 
 
 def main(argv: list[str]) -> int:
-    out = os.path.join(os.environ.get("OUT", "."), argv[1] if len(argv) > 1 else "refit_copy.csv")
     fields = ["case", "tensors", "params", "buffer_bytes", "pack_s", "load_s", "total_s", "traffic_bytes",
               "gb_per_s", "cycles"]
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for r in [plain_copy()] + [measure(m[0], *m[1:]) for m in MODELS]:
-            w.writerow(r)
-            f.flush()
-            print(r, flush=True)
+    write_rows(argv[1] if len(argv) > 1 else "refit_copy.csv", fields,
+               itertools.chain([plain_copy()], (measure(m[0], *m[1:]) for m in MODELS)))
     return 0
 
 
