@@ -2,7 +2,7 @@
 
 Formats (see calibration/h200/shared/README.md and calibration/vidur/README.md):
 - gemm: op,m,n,k,us (dtype fp8 when the file name says fp8)
-- attention: batch,q_len,ctx,hq,hkv,d,us (backend from the file name: sdpa_gqa, prefill, else packed)
+- attention: batch,q_len,ctx,hq,hkv,d,us (backend from the file name: sdpa_gqa, vllm_fa3, prefill, else packed)
 - moe: tokens,experts,topk,hidden,inter,us [impl] (no impl: the expert GEMMs alone, batched over every expert)
 - vLLM fused-MoE kernel: shape,tokens,experts,topk,hidden,inter,config,...,us (config tuned | default: vLLM's
   tile-config file or its default tiles; the two expert launches alone), read as impl vllm_fused_<config>
@@ -85,6 +85,14 @@ def _check_numeric(df: pd.DataFrame, cols, path: Path) -> pd.DataFrame:
     return df
 
 
+def attention_backend_of(file_name: str, default: str = "packed") -> str:
+    """The attention kernel a decode/verify table measured, from its file name: `sdpa` -> sdpa_gqa (SDPA over
+    expanded heads), `vllm_fa3` -> vllm_fa3 (vLLM's own FlashAttention 3 over a paged cache), else `default`."""
+    if "sdpa" in file_name:
+        return "sdpa_gqa"
+    return "vllm_fa3" if "vllm_fa3" in file_name else default
+
+
 def read_file(path: str | Path, m: Measurements, attention_backend: str = "packed",
               trace_shape: dict | None = None) -> None:
     """Read one measurement file into `m`; RlsimError naming the file when it is not a known format."""
@@ -146,8 +154,7 @@ def read_file(path: str | Path, m: Measurements, attention_backend: str = "packe
         if "prefill" in name or (df["q_len"] == df["ctx"]).all():
             m.prefill.append(df)
         else:
-            backend = "sdpa_gqa" if "sdpa" in name else attention_backend
-            m.attention.append(df.assign(backend=backend))
+            m.attention.append(df.assign(backend=attention_backend_of(name, attention_backend)))
     elif MOE_COLS | {"pass"} <= cols:
         df = _check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
         bad = set(df["pass"]) - {"fwd", "fwd_bwd", "fwd_permute"}
