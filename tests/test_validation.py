@@ -29,24 +29,27 @@ KNOWN = {
         "training-bound: rlsim's BF16 logprob + training passes on 8 H100s take 62 s (framework efficiencies fitted "
         "on the paper's GB200 run) against the published 53 s step; the page says the run trained in FP8, its "
         "recipe says BF16 (workloads/published/nemo_rl_recipes.md sec. 3.3)",
+    ("H100 Qwen3-30B-A3B 1-off bf16 x32", "step s"):
+        "1-off step 25% slow, generation-bound: the 16 generation GPUs (TP 2 engines of at most 128 sequences, no "
+        "async scheduling on the Ray executor) set the pace; " + CPU,
     ("H100 Qwen3-30B-A3B 8-off bf16 x192", "step s"):
-        "8-off step 33% slow, generation-bound: the 64-GPU pool needs 46 s per batch (TP 2 engines of 128 "
+        "8-off step 34% slow, generation-bound: the 64-GPU pool needs 46 s per batch (TP 2 engines of 128 "
         "sequences, no async scheduling on the Ray executor); " + CPU,
     ("H100 Qwen3-235B-A22B 1-off bf16 x256", "step s"): GEN_235B,
     ("H100 Qwen3-235B-A22B 1-off x256 / on x128", "off/on step-time ratio"):
-        "1-off row 25% slow (above), on-policy row 13% fast",
+        "1-off row 28% slow (above), on-policy row 11% fast",
     ("GB200 Llama-3.1-8B-Instruct 1-off x8 / on x8", "off/on step-time ratio"):
         "on-policy row 15% fast (" + GB200 + "), 1-off row 5% slow",
-    ("GB200 Qwen3-235B-A22B on bf16 x64", "step s"): GB200, ("GB200 Qwen3-235B-A22B 1-off bf16 x128", "step s"): GB200,
-    ("GB200 Qwen3-30B-A3B on bf16 x16", "step s"): GB200, ("GB200 Qwen3-30B-A3B 1-off bf16 x16", "step s"): GB200,
-    ("GB200 Qwen3-30B-A3B 1-off x16 / on x16", "off/on step-time ratio"): GB200,
+    ("GB200 Qwen3-235B-A22B 1-off bf16 x128", "step s"): GB200,
+    ("GB200 Qwen3-235B-A22B 1-off x128 / on x64", "off/on step-time ratio"):
+        "1-off row 33% fast, on-policy row 17% fast (" + GB200 + ")",
     ("H100 Llama-3.1-8B-Instruct 1-off x16 / on x16", "off/on step-time ratio"): LATENCY,
     ("H100 Llama-3.1-8B-Instruct 1-off fp8 x16 / on x16", "off/on step-time ratio"):
         "the 1-off FP8 step is training-bound (above)",
     ("H100 Qwen3-30B-A3B 1-off x32 / on x32", "off/on step-time ratio"):
-        "on-policy row 18% fast, 1-off row 14% slow: the published pair (192 s / 152 s) implies a colocated cost or a "
-        "faster async generation than rlsim models",
-    ("H100 Qwen3-30B-A3B 8-off x192 / on x32", "off/on step-time ratio"): "on-policy row 18% fast, 8-off 33% slow (above)",
+        "on-policy row 5% slow, 1-off row 25% slow (above): the published pair (192 s / 152 s) implies a faster async "
+        "generation than rlsim models",
+    ("H100 Qwen3-30B-A3B 8-off x192 / on x32", "off/on step-time ratio"): "on-policy row 5% slow, 8-off 34% slow (above)",
 }
 
 
@@ -75,7 +78,10 @@ def test_autoregressive_rows_were_fitted():
     assert len(fitted) == 2 and all(abs(c.rel_error) < 0.05 for c in fitted)
 
 
-def test_most_h100_nemo_rl_step_times_hold():
-    """A floor under the H100 rows (8 of 11 within 20% since async generation is co-simulated)."""
-    h100 = [c for c in _NEMO if c.row.startswith("H100") and c.quantity == "step s"]
-    assert len(h100) == 11 and sum(c.ok for c in h100) >= 8
+def test_most_nemo_rl_step_times_hold():
+    """A floor under the step rows: 12 of 17 within 20% since MoE training pays its fitted per-layer overhead (10
+    before; H100 7 of 11, GB200 5 of 6)."""
+    steps = [c for c in _NEMO if c.quantity == "step s"]
+    h100 = [c for c in steps if c.row.startswith("H100")]
+    assert len(steps) == 17 and sum(c.ok for c in steps) >= 12
+    assert len(h100) == 11 and sum(c.ok for c in h100) >= 7

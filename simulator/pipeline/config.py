@@ -80,6 +80,9 @@ class TrainingConfig(YamlModel):
     framework_efficiency: float = Field(1.0, gt=0, le=1)
     logprob_framework_efficiency: float = Field(1.0, gt=0, le=1)
     grad_sync_exposed: float = Field(0.2, ge=0, le=1)
+    moe_layer_overhead_s: float = Field(0.0, ge=0, description="seconds a routed-MoE layer costs per training "
+                                        "micro-batch (forward + backward) beyond its kernels (fitted: "
+                                        "simulator/fit/moe_training.py)")
     draft: DraftTrainingConfig = DraftTrainingConfig()
 
 

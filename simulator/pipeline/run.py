@@ -110,7 +110,8 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
                        etp=tr.expert_tensor_parallel_size, dtype=tr.dtype,
                        micro_batch_tokens=tr.micro_batch_tokens, recompute=tr.activation_recompute,
                        grad_sync_exposed=tr.grad_sync_exposed, framework_efficiency=tr.framework_efficiency,
-                       logprob_framework_efficiency=tr.logprob_framework_efficiency)
+                       logprob_framework_efficiency=tr.logprob_framework_efficiency,
+                       moe_layer_overhead_s=tr.moe_layer_overhead_s)
     try:
         train_model = TrainingCostModel(sim.hw, sim.model, setup)
         logprob_model = TrainingCostModel(sim.hw, sim.model, TrainSetup(**{**setup.__dict__,

@@ -50,6 +50,7 @@ class TrainSetup:
     grad_sync_exposed: float = 0.2  # fraction of the gradient reduce-scatter + all-gather not hidden
     framework_efficiency: float = 1.0  # multiplies compute time by 1/efficiency (calibrated, stated)
     logprob_framework_efficiency: float = 1.0
+    moe_layer_overhead_s: float = 0.0  # seconds per routed-MoE layer per training micro-batch (fwd + bwd), fitted
 
     @property
     def dp(self) -> int:
@@ -289,10 +290,11 @@ class TrainingCostModel:
         exposed = s.grad_sync_exposed * grad * optimizer_steps
         adam = optimizer_steps * ADAM_BYTES_PER_PARAM * optimizer_params_per_gpu(m, s) / (
             self.hw.hbm_bandwidth * self.hw.efficiency.elementwise["mul"].eff)
-        total = compute + bubble + exposed + adam
+        moe_fixed = moe_layer_overhead(m, s, len(mbs))
+        total = compute + bubble + exposed + adam + moe_fixed
         return TrainCost(total, {"forward": fwd, "backward": bwd, "recompute": recompute,
                                  "framework_overhead": compute - (fwd + bwd + recompute), "pipeline_bubble": bubble,
-                                 "grad_sync": exposed, "optimizer": adam})
+                                 "grad_sync": exposed, "optimizer": adam, "moe_layer_overhead": moe_fixed})
 
     def model_flops(self, seq_lens: np.ndarray) -> float:
         """Model FLOPs of one training pass (6 x active params per token + causal attention), for MFU."""
@@ -301,6 +303,18 @@ class TrainingCostModel:
         a = m.attention
         attn = 6.0 * m.layers * a.heads * (a.head_dim if a.kind == "gqa" else a.v_head_dim) * float(np.sum(lens ** 2))
         return 6.0 * m.active_params() * float(lens.sum()) + attn
+
+
+def moe_layer_overhead(model: ModelConfig, s: TrainSetup, micro_batches: int) -> float:
+    """Seconds a pipeline stage spends beyond its kernels in routed-MoE layers over one training pass: the fixed
+    `s.moe_layer_overhead_s` per MoE layer (moe_layers / pp on a stage) per micro-batch (forward + backward).
+
+    What it stands for: Megatron-Core's MoE layer around its grouped GEMMs (router, token permutation, the
+    dispatcher's token-count synchronisations with the host, uneven routing across expert-parallel ranks), which
+    the kernel model does not see. Fitted on a published stage time (simulator/fit/moe_training.py)."""
+    if not model.is_moe or s.moe_layer_overhead_s == 0.0:
+        return 0.0
+    return s.moe_layer_overhead_s * micro_batches * model.moe_layers / s.pp
 
 
 # NeMo-RL's trainer exports bf16 Hugging Face weights for every refit; FP8 engines quantize what they receive

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from simulator.costmodel.step import StepCostModel  # noqa: E402
+from simulator.fit.moe_training import fit_moe_layer_overhead, read_stage_reports, stage_seconds  # noqa: E402
 from simulator.fit.refit import fit_refit_broadcast_rate, fit_refit_copy  # noqa: E402
 from simulator.fit.spec_overhead import fit_spec_overhead, read_tpot_table  # noqa: E402
 from simulator.fit.vllm_cpu import fit_vllm_cpu, read_vllm_cpu_table  # noqa: E402
@@ -451,7 +452,9 @@ def nemo_name(system, model, policy, precision, gpus) -> str:
 
 
 def build_nemo(framework: dict) -> None:
+    """Writes the scenarios of every summary row; fits framework["moe"] (training.moe_layer_overhead_s) on the way."""
     rows = pd.read_csv(ROOT / SUMMARY, comment="#")
+    built = []
     for r in rows.itertuples():
         key = (r.system, r.model, r.policy, r.precision, int(r.gpus))
         rc = RECIPES[key]
@@ -544,7 +547,37 @@ def build_nemo(framework: dict) -> None:
                   f"({SUMMARY}: step {r.step_s} s, {r.tokens_per_s_per_gpu} tokens/s/GPU, mean sequence {r.mean_seq_len}).\n"
                   "Written by workloads/scenarios/build_published.py from the recipe; nothing here is fitted to this row\n"
                   "(rlsim validate compares the prediction with the published step time).")
+        built.append((key, data, header))
+    framework["moe"], moe_train_src = fit_moe_overhead(next(d for k, d, _ in built if k == MOE_FIT_ROW))
+    for key, data, header in built:
+        if load_model(data["model"]).is_moe:
+            data["training"]["moe_layer_overhead_s"] = framework["moe"]
+            data["sources"]["training.moe_layer_overhead_s"] = moe_train_src
         write(nemo_name(*key), data, header)
+
+
+# the published stage time the MoE layer overhead is fitted on: B200 Qwen3-30B-A3B policy training, the same recipe
+# file (grpo-qwen3-30ba3b-4n8g) as this summary row, run on 32 B200 instead of 32 H100
+MOE_FIT_ROW = ("H100", "Qwen3-30B-A3B", "on", "bf16", 32)
+STAGES = "workloads/published/nemo_rl_stage_reports.csv"
+
+
+def moe_overhead_source(target: float) -> str:
+    return (f"FITTED (simulator/fit/moe_training.py, by workloads/scenarios/build_published.py): the seconds per MoE "
+            f"layer per training micro-batch that make the {nemo_name(*MOE_FIT_ROW)} recipe on 32 B200 train in the "
+            f"published {target} s ({STAGES}: B200 Qwen3-30B-A3B policy training, same recipe file); held out: the "
+            "same report's Qwen3-235B-A22B training and every summary row (rlsim validate). Assumption: the same "
+            "per-layer cost on the H100 and GB200 hosts and in NeMo-RL v0.6's Megatron")
+
+
+def fit_moe_overhead(h100_30b_on: dict) -> tuple[float, str]:
+    """training.moe_layer_overhead_s fitted on the B200 30B-A3B policy-training time, and its source line."""
+    target = stage_seconds(read_stage_reports(ROOT / STAGES), "B200", "Qwen3-30B-A3B", "policy_training")
+    d = yaml.safe_load(yaml.safe_dump(h100_30b_on))
+    d["cluster"]["hardware"] = "b200"
+    c = fit_moe_layer_overhead(
+        lambda v: summary(d, {"training.moe_layer_overhead_s": v}, steps=1)["policy_training"], target)
+    return float(f"{c:.4g}"), moe_overhead_source(target)
 
 
 # --------------------------------------------------------------------------------------------- 235B projection
@@ -578,6 +611,7 @@ def build_235b(framework: dict) -> None:
                                  "expert_parallel_size": 16, "global_batch_size": 512, "micro_batch_tokens": 16384,
                                  "logprob_micro_batch_tokens": 16384, "activation_recompute": "full",
                                  "reference_logprobs": True, "framework_efficiency": framework["train"],
+                                 "moe_layer_overhead_s": framework["moe"],
                                  "logprob_framework_efficiency": framework["logprob"]},
                     "reward": {"s_per_sample": 0.005, "workers": 8},
                     "seed": 0,
@@ -607,6 +641,8 @@ def build_235b(framework: dict) -> None:
                     "training.tensor_parallel_size": f"{NOTES} sec. 3.15: Megatron TP4 PP4 EP16 for 235B on GB200",
                     "training.framework_efficiency": "from qwen3-8b-rl-think-gb200x32.yaml (fitted on the paper)",
                     "training.logprob_framework_efficiency": "from qwen3-8b-rl-think-gb200x32.yaml (fitted on the paper)",
+                    "training.moe_layer_overhead_s": moe_overhead_source(stage_seconds(
+                        read_stage_reports(ROOT / STAGES), "B200", "Qwen3-30B-A3B", "policy_training")),
                     "training.global_batch_size": f"NeMo-RL default train_global_batch_size 512 ({NOTES} sec. 2)",
                     "training.micro_batch_tokens": "assumption: one max-length (16K) sample per packed micro-batch",
                     "training.activation_recompute": f"{NOTES} sec. 3.8: activation checkpointing on for 235B",
