@@ -9,10 +9,10 @@ import pytest
 from conftest import ROOT
 from simulator.errors import RlsimError
 from simulator.fit.moe_training import fit_moe_layer_overhead, read_stage_reports, stage_seconds
+from simulator.model_config import load_model
 from simulator.pipeline.run import run_pipeline
 from simulator.scenario import load_scenario
 from simulator.training.cost import TrainSetup, moe_layer_overhead
-from simulator.model_config import load_model
 
 SCEN = ROOT / "workloads" / "scenarios"
 STAGES = read_stage_reports(ROOT / "workloads" / "published" / "nemo_rl_stage_reports.csv")
@@ -61,7 +61,7 @@ def test_the_fit_solves_the_linear_stage_and_refuses_a_model_without_moe_layers(
         stage_seconds(STAGES, "H100", "Qwen3-30B-A3B", "policy_training")
 
 
-def test_a_negative_overhead_is_one_error_line(tmp_path):
+def test_a_negative_overhead_is_one_error_line():
     with pytest.raises(RlsimError, match="moe_layer_overhead_s"):
         load_scenario(SCEN / "nemo-rl-qwen3-30b-a3b-h100x32-on.yaml", ["training.moe_layer_overhead_s=-1"])
     assert np.isfinite(stage_seconds(STAGES, "B200", "Qwen3-30B-A3B", "generation"))

@@ -452,7 +452,8 @@ def nemo_name(system, model, policy, precision, gpus) -> str:
 
 
 def build_nemo(framework: dict) -> None:
-    """Writes the scenarios of every summary row; fits framework["moe"] (training.moe_layer_overhead_s) on the way."""
+    """Writes the scenarios of every summary row; fits framework["moe"] (training.moe_layer_overhead_s) and its
+    source line, framework["moe_source"], on the way (build_235b reuses both)."""
     rows = pd.read_csv(ROOT / SUMMARY, comment="#")
     built = []
     for r in rows.itertuples():
@@ -548,11 +549,11 @@ def build_nemo(framework: dict) -> None:
                   "Written by workloads/scenarios/build_published.py from the recipe; nothing here is fitted to this row\n"
                   "(rlsim validate compares the prediction with the published step time).")
         built.append((key, data, header))
-    framework["moe"], moe_train_src = fit_moe_overhead(next(d for k, d, _ in built if k == MOE_FIT_ROW))
+    framework["moe"], framework["moe_source"] = fit_moe_overhead(next(d for k, d, _ in built if k == MOE_FIT_ROW))
     for key, data, header in built:
         if load_model(data["model"]).is_moe:
             data["training"]["moe_layer_overhead_s"] = framework["moe"]
-            data["sources"]["training.moe_layer_overhead_s"] = moe_train_src
+            data["sources"]["training.moe_layer_overhead_s"] = framework["moe_source"]
         write(nemo_name(*key), data, header)
 
 
@@ -562,14 +563,6 @@ MOE_FIT_ROW = ("H100", "Qwen3-30B-A3B", "on", "bf16", 32)
 STAGES = "workloads/published/nemo_rl_stage_reports.csv"
 
 
-def moe_overhead_source(target: float) -> str:
-    return (f"FITTED (simulator/fit/moe_training.py, by workloads/scenarios/build_published.py): the seconds per MoE "
-            f"layer per training micro-batch that make the {nemo_name(*MOE_FIT_ROW)} recipe on 32 B200 train in the "
-            f"published {target} s ({STAGES}: B200 Qwen3-30B-A3B policy training, same recipe file); held out: the "
-            "same report's Qwen3-235B-A22B training and every summary row (rlsim validate). Assumption: the same "
-            "per-layer cost on the H100 and GB200 hosts and in NeMo-RL v0.6's Megatron")
-
-
 def fit_moe_overhead(h100_30b_on: dict) -> tuple[float, str]:
     """training.moe_layer_overhead_s fitted on the B200 30B-A3B policy-training time, and its source line."""
     target = stage_seconds(read_stage_reports(ROOT / STAGES), "B200", "Qwen3-30B-A3B", "policy_training")
@@ -577,7 +570,12 @@ def fit_moe_overhead(h100_30b_on: dict) -> tuple[float, str]:
     d["cluster"]["hardware"] = "b200"
     c = fit_moe_layer_overhead(
         lambda v: summary(d, {"training.moe_layer_overhead_s": v}, steps=1)["policy_training"], target)
-    return float(f"{c:.4g}"), moe_overhead_source(target)
+    return float(f"{c:.4g}"), (
+        f"FITTED (simulator/fit/moe_training.py, by workloads/scenarios/build_published.py): the seconds per MoE "
+        f"layer per training micro-batch that make the {nemo_name(*MOE_FIT_ROW)} recipe on 32 B200 train in the "
+        f"published {target} s ({STAGES}: B200 Qwen3-30B-A3B policy training, same recipe file); held out: the "
+        "same report's Qwen3-235B-A22B training and every summary row (rlsim validate). Assumption: the same "
+        "per-layer cost on the H100 and GB200 hosts and in NeMo-RL v0.6's Megatron")
 
 
 # --------------------------------------------------------------------------------------------- 235B projection
@@ -641,8 +639,7 @@ def build_235b(framework: dict) -> None:
                     "training.tensor_parallel_size": f"{NOTES} sec. 3.15: Megatron TP4 PP4 EP16 for 235B on GB200",
                     "training.framework_efficiency": "from qwen3-8b-rl-think-gb200x32.yaml (fitted on the paper)",
                     "training.logprob_framework_efficiency": "from qwen3-8b-rl-think-gb200x32.yaml (fitted on the paper)",
-                    "training.moe_layer_overhead_s": moe_overhead_source(stage_seconds(
-                        read_stage_reports(ROOT / STAGES), "B200", "Qwen3-30B-A3B", "policy_training")),
+                    "training.moe_layer_overhead_s": framework["moe_source"],
                     "training.global_batch_size": f"NeMo-RL default train_global_batch_size 512 ({NOTES} sec. 2)",
                     "training.micro_batch_tokens": "assumption: one max-length (16K) sample per packed micro-batch",
                     "training.activation_recompute": f"{NOTES} sec. 3.8: activation checkpointing on for 235B",
