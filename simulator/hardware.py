@@ -72,7 +72,11 @@ class AttentionCurve(YamlModel):
     t = overhead_s + sum_i bytes_i / (bandwidth * eff(group, items, ctx_i)), bounded below by the compute time of
     the padded query tiles at `compute_eff` of peak. With `cta_bytes_per_s` set, the KV streams (one per sequence,
     KV head and query tile; in chunks of `split_tokens` when the kernel splits long sequences) share that aggregate
-    bandwidth, none faster than `cta_bytes_per_s` (the critical path of mixed-context batches).
+    bandwidth, none faster than `cta_bytes_per_s` (the critical path of mixed-context batches). With
+    `phase_sharing`, a batch of mixed contexts runs as phases instead: the KV streams (one per sequence, KV head and
+    query tile) share the bandwidth until the shortest finishes, then the rest, and so on; each phase moves its
+    bytes at the efficiency the tables give for the streams still running and their context, so a batch drains to
+    the few long sequences at the rate a small batch of them gets (FlashAttention-3 as vLLM calls it).
     """
 
     overhead_s: list[float]  # per group
@@ -85,6 +89,7 @@ class AttentionCurve(YamlModel):
     reread_per_query_head: bool = False
     cta_bytes_per_s: float = 0.0
     split_tokens: int = 0
+    phase_sharing: bool = False
     fit_note: str = ""
 
 

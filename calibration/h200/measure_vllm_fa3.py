@@ -121,8 +121,16 @@ class Case:
         self.meta = fa.get_scheduler_metadata(
             batch_size=b, max_seqlen_q=q_len, max_seqlen_k=self.max_ctx, num_heads_q=hq, num_heads_kv=hkv,
             headdim=HEAD_DIM, cache_seqlens=self.seqused_k, qkv_dtype=torch.bfloat16, cu_seqlens_q=self.cu_q,
-            page_size=BLOCK, causal=True, window_size=(-1, -1), num_splits=self.num_splits)
+            page_size=BLOCK, causal=True, window_size=(-1, -1), num_splits=self.num_splits,
+            sm_margin=SM_MARGIN if self.num_splits else 0)
         self.turn = 0
+
+    def splits(self) -> list[int]:
+        """FA3's KV split count per sequence, from its metadata: [q rows per batch][splits per batch]..., each
+        vector padded to a multiple of 4 (flash_api.cpp's get_scheduler_metadata)."""
+        b = self.seqused_k.numel()
+        r = -(-b // 4) * 4
+        return self.meta.flatten()[r:r + b].tolist()
 
     def __call__(self):
         k, v = self.kv[self.turn % self.copies]
@@ -131,6 +139,40 @@ class Case:
             q=self.q, k=k, v=v, out=self.out, cu_seqlens_q=self.cu_q, max_seqlen_q=self.q_len,
             seqused_k=self.seqused_k, max_seqlen_k=self.max_ctx, softmax_scale=HEAD_DIM ** -0.5, causal=True,
             block_table=self.block_table, scheduler_metadata=self.meta, fa_version=3, num_splits=self.num_splits)
+
+
+# vLLM 0.17.1's FA3 library is built against CUDA 12 and reads the SM count from cudaDeviceProp at CUDA 12's
+# offset; under the device's CUDA 13 PyTorch that field reads 0, so FA3's scheduler sees num_sm = 0 and gives every
+# sequence one KV split (a matching vLLM install splits). num_sm = SMs read - sm_margin: when the probe in
+# `fix_sm_count` finds the library blind to the SMs, the metadata is made with sm_margin = -(the GPU's SMs), so
+# that FA3 schedules for the SMs the GPU has, as it does in vLLM. The main kernel's grid is not affected (CUTLASS
+# asks the device itself). Above 512 tokens (num_splits=0) the forward picks the split count itself, with the SM
+# count it reads, and rejects metadata made for another: there the metadata is made the same way (sm_margin 0);
+# FA3's heuristic gives those batches (more than 128 sequences, hence more work tiles than 0.8 x the SMs) one split
+# with any SM count.
+SM_MARGIN = 0
+
+
+def fix_sm_count(fa, gen) -> None:
+    """Probe one long sequence (8192 tokens, 32/8 heads, 32 splits allowed): if FA3 gives it one split, the library
+    reads no SMs; then set SM_MARGIN and check that the outputs of the split kernel match the unsplit one."""
+    global SM_MARGIN
+    probe = Case(fa, [8192], 1, 32, 8, gen)
+    first = probe.splits()
+    M.log("FA3 splits of one 8192-token sequence, sm_margin 0:", first)
+    if first[0] > 1:
+        return
+    probe()
+    ref = probe.out.clone()
+    SM_MARGIN = -torch.cuda.get_device_properties(0).multi_processor_count
+    fixed = Case(fa, [8192], 1, 32, 8, gen)
+    fixed.kv, fixed.q, fixed.block_table = probe.kv, probe.q, probe.block_table
+    fixed.turn = probe.turn - 1
+    fixed()
+    err = float((fixed.out.float() - ref.float()).abs().max())
+    M.log(f"sm_margin {SM_MARGIN}: splits {fixed.splits()}, max |output difference| {err:.2e} against one split")
+    if fixed.splits()[0] <= 1 or err > 1e-2:
+        raise SystemExit("could not make FA3 see the GPU's SMs")
 
 
 def time_case(fa, ctx_list, q_len, hq, hkv, gen) -> tuple[float, int]:
@@ -176,6 +218,7 @@ def main() -> None:
     fa = load_fa3(args.fa3_dir)
     gen = torch.Generator(device="cuda").manual_seed(0)
     M.log("device", torch.cuda.get_device_name(), "torch", torch.__version__)
+    fix_sm_count(fa, gen)
     write_rows("attn_vllm_fa3.csv", UNIFORM_FIELDS, uniform_rows(fa, gen, t0, args.budget_s))
     write_rows("attn_vllm_fa3_mixed.csv", MIXED_FIELDS, mixed_rows(fa, gen, t0, args.budget_s + 60.0))
     M.log("done", round(time.time() - t0, 1), "s")

@@ -24,6 +24,7 @@ class PreparedAttention:
         self.reread = c.reread_per_query_head
         self.cta = c.cta_bytes_per_s
         self.split = c.split_tokens
+        self.phases = c.phase_sharing
 
 
 def _bracket(grid: np.ndarray, x: float) -> tuple[int, float]:
@@ -56,6 +57,58 @@ def _interp_inv_eff(p: PreparedAttention, log2_group: float, log2_items: float,
     return out, overhead
 
 
+def _items_bracket(p: PreparedAttention, items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices (j, j + 1) and weight of each work-item count in the tables' log2(items) grid (clamped)."""
+    li = np.clip(np.log2(np.maximum(items, 1.0)), p.li[0], p.li[-1])
+    if len(p.li) == 1:
+        z = np.zeros(li.shape, dtype=np.int64)
+        return z, z, np.zeros(li.shape)
+    j = np.clip(np.searchsorted(p.li, li, side="right") - 1, 0, len(p.li) - 2)
+    return j, j + 1, (li - p.li[j]) / (p.li[j + 1] - p.li[j])
+
+
+def mixed_batch_time(p: PreparedAttention, log2_group: float, seq_bytes: np.ndarray, streams: np.ndarray,
+                     ctx: np.ndarray, bandwidth: float) -> float:
+    """Seconds to move the KV of a batch of mixed contexts (`phase_sharing`): the geometric mean of two limits.
+
+    Sequence i has streams[i] KV streams (KV heads x query tiles) moving seq_bytes[i] bytes at context ctx[i].
+    - phases (no overlap): sorted by stream size, phase k runs the n_k streams not yet done until the k-th
+      shortest finishes, n_k x (s_k - s_(k-1)) bytes at the tables' efficiency for n_k work items at ctx_k;
+    - tail bound (full overlap): the k longest sequences run as a batch of their own, each sequence's bytes at
+      the efficiency for its context and the k sequences' work items; the largest over k (k = all: the batch).
+    FlashAttention-3 hands its tiles to persistent CTAs in batch order, so how far the long sequences overlap the
+    short ones depends on where they sit; the measured batches land between the limits."""
+    n = np.broadcast_to(np.asarray(streams, dtype=float), np.shape(ctx))
+    b = np.asarray(seq_bytes, dtype=float)
+    order = np.argsort(b / n, kind="stable")
+    b, n, c = b[order], n[order], np.asarray(ctx, dtype=float)[order]
+    # rows[i, k]: 1/efficiency at the i-th work-item count of the grid and sequence k's context
+    lc = np.clip(np.log2(np.maximum(c, 1.0)), p.lc[0], p.lc[-1])
+    if len(p.lc) > 1:
+        jc = np.clip(np.searchsorted(p.lc, lc, side="right") - 1, 0, len(p.lc) - 2)
+        wc = (lc - p.lc[jc]) / (p.lc[jc + 1] - p.lc[jc])
+    else:
+        jc, wc = np.zeros(lc.shape, dtype=np.int64), np.zeros(lc.shape)
+    jc1 = np.minimum(jc + 1, len(p.lc) - 1)
+    jg, fg = _bracket(p.lg, log2_group)
+    rows = 0.0
+    for g, wg in ((jg, 1.0 - fg), (jg + 1, fg)):
+        if wg:
+            rows = rows + wg * (p.inv[g][:, jc] * (1.0 - wc) + p.inv[g][:, jc1] * wc)
+    cols = np.arange(c.size)
+    # no overlap: phases of the streams still running
+    active = np.cumsum(n[::-1])[::-1]
+    moved = active * np.diff(b / n, prepend=0.0)
+    lo, hi, f = _items_bracket(p, active)
+    t_phases = float(np.dot(moved, rows[lo, cols] * (1.0 - f) + rows[hi, cols] * f))
+    # full overlap: the k longest alone
+    rev = cols[::-1]
+    cum = np.cumsum(rows[:, rev] * b[rev], axis=1)
+    lo, hi, f = _items_bracket(p, np.cumsum(n[rev]))
+    t_tail = float(np.max(cum[lo, cols] * (1.0 - f) + cum[hi, cols] * f))
+    return float(np.sqrt(t_phases * t_tail)) / bandwidth
+
+
 def decode_attention_time(c, peak: float, bandwidth: float, ctx, q_len,
                           q_heads: int, kv_heads: int, k_dim: int, v_dim: int | None = None,
                           kv_bytes: float = 2.0) -> float:
@@ -86,7 +139,9 @@ def decode_attention_time(c, peak: float, bandwidth: float, ctx, q_len,
     inv, overhead = _interp_inv_eff(p, np.log2(group), np.log2(max(items, 1.0)), np.log2(np.maximum(ctx, 1.0)))
     total_bytes = float(per_seq_bytes.sum()) if np.ndim(per_seq_bytes) else per_seq_bytes
     t_mem = float(np.dot(per_seq_bytes, inv)) / bandwidth
-    if p.cta > 0:
+    if p.phases and ctx.size > 1 and ctx.min() != ctx.max():
+        t_mem = mixed_batch_time(p, float(np.log2(group)), per_seq_bytes, per_head, ctx, bandwidth)
+    elif p.cta > 0:
         # KV streams (one per sequence, KV head and query tile, in chunks when the kernel splits long
         # sequences) share the batch's aggregate bandwidth, each capped at the per-CTA rate
         chunks = np.ceil(ctx / p.split) if p.split > 0 else np.ones_like(ctx)

@@ -152,6 +152,25 @@ def predict_mixed(c: AttentionCurve, df: pd.DataFrame, bw: float, peak: float) -
                      for lens, r in zip(_mixed_lens(df), df.itertuples())])
 
 
+def choose_phase_sharing(c: AttentionCurve, df: pd.DataFrame, bw: float, peak: float
+                         ) -> tuple[AttentionCurve, np.ndarray, str]:
+    """Whether the curve costs batches of mixed contexts in phases (`phase_sharing`): kept when it predicts the
+    measured mixed batches (dist not ending in `_mean`) better (median relative error) than the curve without.
+    Returns the curve, the chosen way's relative errors and a note of both medians."""
+    mixed = df[~df["dist"].astype(str).str.endswith("_mean")].reset_index(drop=True)
+    us = mixed["us"].to_numpy(float)
+    off = c.model_copy(update={"phase_sharing": False})
+    on = c.model_copy(update={"phase_sharing": True})
+    e_off = predict_mixed(off, mixed, bw, peak) / us - 1
+    e_on = predict_mixed(on, mixed, bw, peak) / us - 1
+    use = float(np.median(np.abs(e_on))) < float(np.median(np.abs(e_off)))
+    note = (f"{use} on {len(mixed)} mixed-context batches ({', '.join(sorted(set(mixed['source'])))}): median "
+            f"|error| {np.median(np.abs(e_on)):.1%} in phases, {np.median(np.abs(e_off)):.1%} without")
+    chosen = on if use else off
+    chosen.fit_note = f"{c.fit_note}; mixed contexts: phase_sharing {note}"
+    return chosen, (e_on if use else e_off), note
+
+
 def fit_cta_rate(c: AttentionCurve, df: pd.DataFrame, bw: float, peak: float) -> float:
     """Per-CTA streaming rate (bytes/s) that best explains the mixed-context timings (1-D search, log error)."""
     t = df["us"].to_numpy(float)

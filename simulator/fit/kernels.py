@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from simulator.fit.fit_attention import (cross_validate_attention, fit_attention, fit_prefill, fit_varlen,
+from simulator.fit.fit_attention import (choose_phase_sharing, cross_validate_attention, fit_attention, fit_prefill,
+                                         fit_varlen,
                                          fit_split, predict_attention, predict_mixed, predict_prefill)
 from simulator.fit.fit_collectives import fit_collectives
 from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
@@ -78,6 +79,12 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
                 rep.add(f"attention {backend}", cross_validate_attention(rows, bw, peak16, reread),
                         "5-fold CV (rows held out)")
             derived.append(f"attention.{backend}: {c.fit_note}")
+    varlen = m.table("attention_varlen")
+    for backend, rows in (varlen.groupby("backend") if not varlen.empty else []):
+        if backend in eff.attention:
+            eff.attention[backend], errors, note = choose_phase_sharing(eff.attention[backend], rows, bw, peak16)
+            rep.add(f"attention {backend} (mixed contexts)", errors, "in-sample (model choice)")
+            derived.append(f"attention.{backend}.phase_sharing: {note}")
     mixed = m.table("attention_mixed")
     if not mixed.empty:
         c = fit_varlen(mixed, bw, peak16)

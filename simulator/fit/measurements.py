@@ -42,6 +42,9 @@ class Measurements:
     attention: list[pd.DataFrame] = field(default_factory=list)  # +backend
     prefill: list[pd.DataFrame] = field(default_factory=list)
     attention_mixed: list[pd.DataFrame] = field(default_factory=list)  # kind,batch,q_len,hq,hkv,d,ctx_list,us
+    # a decode/verify backend's batches of mixed contexts (dist,batch,q_len,hq,hkv,d,ctx_list,us,backend): they
+    # choose how that backend's curve costs mixed batches (`phase_sharing`); dist <name>_mean rows are uniform twins
+    attention_varlen: list[pd.DataFrame] = field(default_factory=list)
     moe: list[pd.DataFrame] = field(default_factory=list)  # +impl ("experts" for expert-GEMM-only rows)
     moe_train: list[pd.DataFrame] = field(default_factory=list)  # +pass (fwd, fwd_bwd, fwd_permute)
     elementwise: list[pd.DataFrame] = field(default_factory=list)
@@ -141,6 +144,9 @@ def read_file(path: str | Path, m: Measurements, attention_backend: str = "packe
         m.eager_steps.append(_check_numeric(df, ["batch", "q_len", "ctx", "us"], p).assign(source=src))
     elif STEP_COLS <= cols:
         m.validation.append(str(p))
+    elif ATTN_COLS - {"ctx"} | {"ctx_list", "dist"} <= cols:
+        df = _check_numeric(df, ["batch", "q_len", "hq", "hkv", "d", "us"], p)
+        m.attention_varlen.append(df.assign(source=src, backend=attention_backend_of(name, attention_backend)))
     elif ATTN_COLS - {"ctx"} | {"ctx_list", "kind"} <= cols:
         df = _check_numeric(df, ["batch", "q_len", "hq", "hkv", "d", "us"], p)
         m.attention_mixed.append(df.assign(source=src))
