@@ -175,6 +175,16 @@ def fix_sm_count(fa, gen) -> None:
         raise SystemExit("could not make FA3 see the GPU's SMs")
 
 
+def open_fa3(fa3_dir: str):
+    """The FA3 interface over the carried library and a seeded CUDA generator, with the device logged and FA3's
+    view of the SM count fixed (`fix_sm_count`)."""
+    fa = load_fa3(fa3_dir)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    M.log("device", torch.cuda.get_device_name(), "torch", torch.__version__)
+    fix_sm_count(fa, gen)
+    return fa, gen
+
+
 def time_case(fa, ctx_list, q_len, hq, hkv, gen) -> tuple[float, int]:
     c = Case(fa, ctx_list, q_len, hq, hkv, gen)
     try:
@@ -215,10 +225,7 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=480.0)
     args = ap.parse_args()
     t0 = time.time()
-    fa = load_fa3(args.fa3_dir)
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    M.log("device", torch.cuda.get_device_name(), "torch", torch.__version__)
-    fix_sm_count(fa, gen)
+    fa, gen = open_fa3(args.fa3_dir)
     write_rows("attn_vllm_fa3.csv", UNIFORM_FIELDS, uniform_rows(fa, gen, t0, args.budget_s))
     write_rows("attn_vllm_fa3_mixed.csv", MIXED_FIELDS, mixed_rows(fa, gen, t0, args.budget_s + 60.0))
     M.log("done", round(time.time() - t0, 1), "s")

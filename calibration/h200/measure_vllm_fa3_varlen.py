@@ -84,10 +84,7 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=420.0)
     args = ap.parse_args()
     t0 = time.time()
-    fa = F.load_fa3(args.fa3_dir)
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    M.log("device", torch.cuda.get_device_name(), "torch", torch.__version__)
-    F.fix_sm_count(fa, gen)
+    fa, gen = F.open_fa3(args.fa3_dir)
     write_rows("attn_vllm_fa3_varlen.csv", FIELDS, rows(fa, gen, t0, args.budget_s))
     M.log("done", round(time.time() - t0, 1), "s")
 
