@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
+from simulator.costmodel.attention import decode_attention_time
 from simulator.fit.fit_attention import cross_validate_attention, predict_mixed
 from simulator.fit.measurements import Measurements, attention_backend_of, read_file
 from simulator.hardware import load_hardware
@@ -96,8 +97,6 @@ def test_mixed_context_batches_are_predicted_within_15_percent(heldout):
 def test_phases_leave_equal_contexts_alone_and_never_beat_a_part_of_the_batch():
     """In phases an equal-context batch costs what the table says, and a batch with a straggler costs at least its
     straggler alone and its short sequences alone (the no-overlap and full-overlap limits bracket the time)."""
-    from simulator.costmodel.attention import decode_attention_time
-
     c = H200.efficiency.attention["vllm_fa3"]
     plain = c.model_copy(update={"phase_sharing": False})
     bw, pk = H200.hbm_bandwidth, H200.peak("bf16")

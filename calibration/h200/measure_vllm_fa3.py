@@ -46,6 +46,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "shared"))
@@ -92,11 +93,20 @@ def load_fa3(fa3_dir: str):
     return mod
 
 
+@dataclass
+class FA3:
+    """vllm_flash_attn's interface module (`mod`) and the `sm_margin` its scheduler metadata is made with (see
+    `fix_sm_count`)."""
+
+    mod: object
+    sm_margin: int = 0
+
+
 class Case:
     """One batch's decode/verify attention over a paged KV cache, as vLLM's FlashAttentionImpl calls it."""
 
-    def __init__(self, fa, ctx_list, q_len, hq, hkv, gen):
-        self.fa = fa
+    def __init__(self, fa: FA3, ctx_list, q_len, hq, hkv, gen):
+        self.fa = fa.mod
         b = len(ctx_list)
         blocks = [math.ceil(c / BLOCK) for c in ctx_list]
         nblk = sum(blocks)
@@ -118,12 +128,17 @@ class Case:
         self.seqused_k = torch.tensor(ctx_list, dtype=torch.int32, device="cuda")
         self.q_len, self.max_ctx = q_len, max(ctx_list)
         self.num_splits = CG_SPLITS if b * q_len <= CG_MAX_TOKENS else 0
-        self.meta = fa.get_scheduler_metadata(
-            batch_size=b, max_seqlen_q=q_len, max_seqlen_k=self.max_ctx, num_heads_q=hq, num_heads_kv=hkv,
-            headdim=HEAD_DIM, cache_seqlens=self.seqused_k, qkv_dtype=torch.bfloat16, cu_seqlens_q=self.cu_q,
-            page_size=BLOCK, causal=True, window_size=(-1, -1), num_splits=self.num_splits,
-            sm_margin=SM_MARGIN if self.num_splits else 0)
+        self.hq, self.hkv = hq, hkv
+        self.schedule(fa.sm_margin)
         self.turn = 0
+
+    def schedule(self, sm_margin: int) -> None:
+        """FA3's ahead-of-time scheduler metadata for this batch (sm_margin only where vLLM caps the splits)."""
+        self.meta = self.fa.get_scheduler_metadata(
+            batch_size=self.seqused_k.numel(), max_seqlen_q=self.q_len, max_seqlen_k=self.max_ctx,
+            num_heads_q=self.hq, num_heads_kv=self.hkv, headdim=HEAD_DIM, cache_seqlens=self.seqused_k,
+            qkv_dtype=torch.bfloat16, cu_seqlens_q=self.cu_q, page_size=BLOCK, causal=True, window_size=(-1, -1),
+            num_splits=self.num_splits, sm_margin=sm_margin if self.num_splits else 0)
 
     def splits(self) -> list[int]:
         """FA3's KV split count per sequence, from its metadata: [q rows per batch][splits per batch]..., each
@@ -150,35 +165,31 @@ class Case:
 # count it reads, and rejects metadata made for another: there the metadata is made the same way (sm_margin 0);
 # FA3's heuristic gives those batches (more than 128 sequences, hence more work tiles than 0.8 x the SMs) one split
 # with any SM count.
-SM_MARGIN = 0
 
 
-def fix_sm_count(fa, gen) -> None:
+def fix_sm_count(fa: FA3, gen) -> None:
     """Probe one long sequence (8192 tokens, 32/8 heads, 32 splits allowed): if FA3 gives it one split, the library
-    reads no SMs; then set SM_MARGIN and check that the outputs of the split kernel match the unsplit one."""
-    global SM_MARGIN
+    reads no SMs; then set fa.sm_margin and check that the output of the split kernel matches the unsplit one."""
     probe = Case(fa, [8192], 1, 32, 8, gen)
-    first = probe.splits()
-    M.log("FA3 splits of one 8192-token sequence, sm_margin 0:", first)
-    if first[0] > 1:
+    M.log("FA3 splits of one 8192-token sequence, sm_margin 0:", probe.splits())
+    if probe.splits()[0] > 1:
         return
     probe()
     ref = probe.out.clone()
-    SM_MARGIN = -torch.cuda.get_device_properties(0).multi_processor_count
-    fixed = Case(fa, [8192], 1, 32, 8, gen)
-    fixed.kv, fixed.q, fixed.block_table = probe.kv, probe.q, probe.block_table
-    fixed.turn = probe.turn - 1
-    fixed()
-    err = float((fixed.out.float() - ref.float()).abs().max())
-    M.log(f"sm_margin {SM_MARGIN}: splits {fixed.splits()}, max |output difference| {err:.2e} against one split")
-    if fixed.splits()[0] <= 1 or err > 1e-2:
+    fa.sm_margin = -torch.cuda.get_device_properties(0).multi_processor_count
+    probe.schedule(fa.sm_margin)
+    probe.turn = 0  # the same KV copy as the unsplit call
+    probe()
+    err = float((probe.out.float() - ref.float()).abs().max())
+    M.log(f"sm_margin {fa.sm_margin}: splits {probe.splits()}, max |output difference| {err:.2e} against one split")
+    if probe.splits()[0] <= 1 or err > 1e-2:
         raise SystemExit("could not make FA3 see the GPU's SMs")
 
 
-def open_fa3(fa3_dir: str):
+def open_fa3(fa3_dir: str) -> tuple[FA3, torch.Generator]:
     """The FA3 interface over the carried library and a seeded CUDA generator, with the device logged and FA3's
     view of the SM count fixed (`fix_sm_count`)."""
-    fa = load_fa3(fa3_dir)
+    fa = FA3(load_fa3(fa3_dir))
     gen = torch.Generator(device="cuda").manual_seed(0)
     M.log("device", torch.cuda.get_device_name(), "torch", torch.__version__)
     fix_sm_count(fa, gen)

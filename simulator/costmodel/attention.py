@@ -57,14 +57,15 @@ def _interp_inv_eff(p: PreparedAttention, log2_group: float, log2_items: float,
     return out, overhead
 
 
-def _items_bracket(p: PreparedAttention, items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices (j, j + 1) and weight of each work-item count in the tables' log2(items) grid (clamped)."""
-    li = np.clip(np.log2(np.maximum(items, 1.0)), p.li[0], p.li[-1])
-    if len(p.li) == 1:
-        z = np.zeros(li.shape, dtype=np.int64)
-        return z, z, np.zeros(li.shape)
-    j = np.clip(np.searchsorted(p.li, li, side="right") - 1, 0, len(p.li) - 2)
-    return j, j + 1, (li - p.li[j]) / (p.li[j + 1] - p.li[j])
+def _brackets(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices j, j + 1 and weights f with x ~ grid[j] * (1 - f) + grid[j + 1] * f, for every x (clamped to the
+    grid; `_bracket` for arrays)."""
+    x = np.clip(x, grid[0], grid[-1])
+    if len(grid) == 1:
+        z = np.zeros(x.shape, dtype=np.int64)
+        return z, z, np.zeros(x.shape)
+    j = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
+    return j, j + 1, (x - grid[j]) / (grid[j + 1] - grid[j])
 
 
 def mixed_batch_time(p: PreparedAttention, log2_group: float, seq_bytes: np.ndarray, streams: np.ndarray,
@@ -83,13 +84,7 @@ def mixed_batch_time(p: PreparedAttention, log2_group: float, seq_bytes: np.ndar
     order = np.argsort(b / n, kind="stable")
     b, n, c = b[order], n[order], np.asarray(ctx, dtype=float)[order]
     # rows[i, k]: 1/efficiency at the i-th work-item count of the grid and sequence k's context
-    lc = np.clip(np.log2(np.maximum(c, 1.0)), p.lc[0], p.lc[-1])
-    if len(p.lc) > 1:
-        jc = np.clip(np.searchsorted(p.lc, lc, side="right") - 1, 0, len(p.lc) - 2)
-        wc = (lc - p.lc[jc]) / (p.lc[jc + 1] - p.lc[jc])
-    else:
-        jc, wc = np.zeros(lc.shape, dtype=np.int64), np.zeros(lc.shape)
-    jc1 = np.minimum(jc + 1, len(p.lc) - 1)
+    jc, jc1, wc = _brackets(p.lc, np.log2(np.maximum(c, 1.0)))
     jg, fg = _bracket(p.lg, log2_group)
     rows = 0.0
     for g, wg in ((jg, 1.0 - fg), (jg + 1, fg)):
@@ -99,12 +94,12 @@ def mixed_batch_time(p: PreparedAttention, log2_group: float, seq_bytes: np.ndar
     # no overlap: phases of the streams still running
     active = np.cumsum(n[::-1])[::-1]
     moved = active * np.diff(b / n, prepend=0.0)
-    lo, hi, f = _items_bracket(p, active)
+    lo, hi, f = _brackets(p.li, np.log2(np.maximum(active, 1.0)))
     t_phases = float(np.dot(moved, rows[lo, cols] * (1.0 - f) + rows[hi, cols] * f))
     # full overlap: the k longest alone
     rev = cols[::-1]
     cum = np.cumsum(rows[:, rev] * b[rev], axis=1)
-    lo, hi, f = _items_bracket(p, np.cumsum(n[rev]))
+    lo, hi, f = _brackets(p.li, np.log2(np.maximum(np.cumsum(n[rev]), 1.0)))
     t_tail = float(np.max(cum[lo, cols] * (1.0 - f) + cum[hi, cols] * f))
     return float(np.sqrt(t_phases * t_tail)) / bandwidth
 

@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.fit.fit_attention import (choose_phase_sharing, cross_validate_attention, fit_attention, fit_prefill,
-                                         fit_varlen,
-                                         fit_split, predict_attention, predict_mixed, predict_prefill)
+                                         fit_split, fit_varlen, predict_attention, predict_mixed, predict_prefill)
 from simulator.fit.fit_collectives import fit_collectives
 from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
 from simulator.fit.fit_misc import (cross_validate_moe, fit_elementwise, fit_graph_floor, fit_host_copy, fit_moe,
