@@ -61,6 +61,32 @@ class GemmCurve(YamlModel):
     fit_note: str = ""
 
 
+class SplitSchedule(YamlModel):
+    """How FlashAttention-3 (vLLM's fork, Hopper) splits the KV of a decode/verify batch and schedules the tiles.
+
+    From the kernel's source (vllm-project/flash-attention, hopper/: flash_prepare_scheduler.cu, tile_scheduler.hpp):
+    a sequence of ctx tokens has ceil(ctx / block_tokens) KV blocks; when vLLM replays a CUDA graph (at most
+    `graph_tokens` new tokens in the batch) FA3 gives it clamp(ceil(blocks / per_cta), 1, max_splits) splits, with
+    per_cta = ceil(split_margin x kv heads x the batch's blocks / ctas); above that vLLM lets the kernel choose, and
+    a batch of at least `ctas` (sequence, KV head) pairs gets one split. Work items (sequence, KV head, split) go in
+    batch order to `ctas` persistent CTAs, each taking the next item when it is free; the running CTAs share
+    `bandwidth_fraction` of HBM bandwidth, none faster than `cta_bytes_per_s`; an item costs `item_s` beyond its
+    bytes, the kernel `fixed_s`, and the combine kernel of split outputs `combine_s`. Fitted on measured mixed
+    batches against their uniform twins (simulator/fit/fit_attention.py::fit_split_schedule)."""
+
+    ctas: int = 132  # persistent CTAs, one per SM (H100/H200 SXM: 132 SMs)
+    block_tokens: int = 128  # kBlockN of the paged decode kernel
+    max_splits: int = 32  # vLLM's flash_attn_max_num_splits_for_cuda_graph
+    split_margin: float = 1.1  # FA3's headroom on the blocks per CTA
+    graph_tokens: int = 512  # vLLM's largest CUDA-graph batch (tokens) at which it caps splits
+    bandwidth_fraction: float  # of HBM bandwidth, shared by the running CTAs
+    cta_bytes_per_s: float  # the most one CTA streams
+    item_s: float  # seconds per work item beyond its bytes
+    fixed_s: float  # seconds per kernel
+    combine_s: float  # seconds of the combine kernel when any sequence splits
+    fit_note: str = ""
+
+
 class AttentionCurve(YamlModel):
     """Decode/verify attention over a paged or dense KV cache (seconds).
 
@@ -73,10 +99,9 @@ class AttentionCurve(YamlModel):
     the padded query tiles at `compute_eff` of peak. With `cta_bytes_per_s` set, the KV streams (one per sequence,
     KV head and query tile; in chunks of `split_tokens` when the kernel splits long sequences) share that aggregate
     bandwidth, none faster than `cta_bytes_per_s` (the critical path of mixed-context batches). With
-    `phase_sharing`, a batch of mixed contexts runs as phases instead: the KV streams (one per sequence, KV head and
-    query tile) share the bandwidth until the shortest finishes, then the rest, and so on; each phase moves its
-    bytes at the efficiency the tables give for the streams still running and their context, so a batch drains to
-    the few long sequences at the rate a small batch of them gets (FlashAttention-3 as vLLM calls it).
+    `split_schedule`, a batch of mixed contexts is priced as FlashAttention-3 schedules it (`SplitSchedule`): the
+    tables price its uniform twin (the same sequences at their mean context) and the schedule scales that by how
+    much longer the mixed batch's tiles take on the GPU's persistent CTAs than the twin's.
     """
 
     overhead_s: list[float]  # per group
@@ -89,7 +114,7 @@ class AttentionCurve(YamlModel):
     reread_per_query_head: bool = False
     cta_bytes_per_s: float = 0.0
     split_tokens: int = 0
-    phase_sharing: bool = False
+    split_schedule: SplitSchedule | None = None
     fit_note: str = ""
 
 

@@ -1,11 +1,13 @@
 """Attention kernels: decode / speculative verify over a KV cache, and causal prefill (pure functions).
 
-Every sequence is costed with its own context length (a batch of mixed contexts is costed as it is).
+Every sequence is costed with its own context length (a batch of mixed contexts is costed as it is; with a split
+schedule, as FlashAttention-3 splits and schedules it: simulator/costmodel/fa3_schedule.py).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from simulator.costmodel.fa3_schedule import schedule_ratio
 from simulator.hardware import AttentionCurve, PrefillCurve
 
 
@@ -24,7 +26,7 @@ class PreparedAttention:
         self.reread = c.reread_per_query_head
         self.cta = c.cta_bytes_per_s
         self.split = c.split_tokens
-        self.phases = c.phase_sharing
+        self.schedule = c.split_schedule
 
 
 def _bracket(grid: np.ndarray, x: float) -> tuple[int, float]:
@@ -57,67 +59,28 @@ def _interp_inv_eff(p: PreparedAttention, log2_group: float, log2_items: float,
     return out, overhead
 
 
-def _brackets(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices j, j + 1 and weights f with x ~ grid[j] * (1 - f) + grid[j + 1] * f, for every x (clamped to the
-    grid; `_bracket` for arrays)."""
-    x = np.clip(x, grid[0], grid[-1])
-    if len(grid) == 1:
-        z = np.zeros(x.shape, dtype=np.int64)
-        return z, z, np.zeros(x.shape)
-    j = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
-    return j, j + 1, (x - grid[j]) / (grid[j + 1] - grid[j])
-
-
-def mixed_batch_time(p: PreparedAttention, log2_group: float, seq_bytes: np.ndarray, streams: np.ndarray,
-                     ctx: np.ndarray, bandwidth: float) -> float:
-    """Seconds to move the KV of a batch of mixed contexts (`phase_sharing`): the geometric mean of two limits.
-
-    Sequence i has streams[i] KV streams (KV heads x query tiles) moving seq_bytes[i] bytes at context ctx[i].
-    - phases (no overlap): sorted by stream size, phase k runs the n_k streams not yet done until the k-th
-      shortest finishes, n_k x (s_k - s_(k-1)) bytes at the tables' efficiency for n_k work items at ctx_k;
-    - tail bound (full overlap): the k longest sequences run as a batch of their own, each sequence's bytes at
-      the efficiency for its context and the k sequences' work items; the largest over k (k = all: the batch).
-    FlashAttention-3 hands its tiles to persistent CTAs in batch order, so how far the long sequences overlap the
-    short ones depends on where they sit; the measured batches land between the limits."""
-    n = np.broadcast_to(np.asarray(streams, dtype=float), np.shape(ctx))
-    b = np.asarray(seq_bytes, dtype=float)
-    order = np.argsort(b / n, kind="stable")
-    b, n, c = b[order], n[order], np.asarray(ctx, dtype=float)[order]
-    # rows[i, k]: 1/efficiency at the i-th work-item count of the grid and sequence k's context
-    jc, jc1, wc = _brackets(p.lc, np.log2(np.maximum(c, 1.0)))
-    jg, fg = _bracket(p.lg, log2_group)
-    rows = 0.0
-    for g, wg in ((jg, 1.0 - fg), (jg + 1, fg)):
-        if wg:
-            rows = rows + wg * (p.inv[g][:, jc] * (1.0 - wc) + p.inv[g][:, jc1] * wc)
-    cols = np.arange(c.size)
-    # no overlap: phases of the streams still running
-    active = np.cumsum(n[::-1])[::-1]
-    moved = active * np.diff(b / n, prepend=0.0)
-    lo, hi, f = _brackets(p.li, np.log2(np.maximum(active, 1.0)))
-    t_phases = float(np.dot(moved, rows[lo, cols] * (1.0 - f) + rows[hi, cols] * f))
-    # full overlap: the k longest alone
-    rev = cols[::-1]
-    cum = np.cumsum(rows[:, rev] * b[rev], axis=1)
-    lo, hi, f = _brackets(p.li, np.log2(np.maximum(np.cumsum(n[rev]), 1.0)))
-    t_tail = float(np.max(cum[lo, cols] * (1.0 - f) + cum[hi, cols] * f))
-    return float(np.sqrt(t_phases * t_tail)) / bandwidth
-
-
 def decode_attention_time(c, peak: float, bandwidth: float, ctx, q_len,
                           q_heads: int, kv_heads: int, k_dim: int, v_dim: int | None = None,
-                          kv_bytes: float = 2.0) -> float:
+                          kv_bytes: float = 2.0, cuda_graph: bool | None = None) -> float:
     """Seconds for one decode/verify attention kernel over a batch.
 
     c: an AttentionCurve or its PreparedAttention. ctx: KV length each sequence attends to (array);
     q_len: new query tokens per sequence (array or int). q_heads, kv_heads: per GPU. k_dim/v_dim: head dims
-    of K and V (MLA: latent 576 / 512 with kv_heads 1).
+    of K and V (MLA: latent 576 / 512 with kv_heads 1). cuda_graph: whether vLLM replays the batch in a CUDA graph,
+    which sets FA3's KV splits (None: as the measurements ran, up to the schedule's `graph_tokens` new tokens).
     """
     p = c if isinstance(c, PreparedAttention) else PreparedAttention(c)
     ctx = np.asarray(ctx, dtype=float)
     if ctx.size == 0:
         return 0.0
     v_dim = k_dim if v_dim is None else v_dim
+    if p.schedule is not None and ctx.size > 1 and ctx.min() != ctx.max():
+        # the tables price the uniform twin; FA3's schedule prices the mixed batch against it
+        twin = decode_attention_time(p, peak, bandwidth, np.full(ctx.shape, float(ctx.mean())), q_len, q_heads,
+                                     kv_heads, k_dim, v_dim, kv_bytes)
+        if cuda_graph is None:  # as measured: vLLM's CUDA graphs up to `graph_tokens` new tokens
+            cuda_graph = (float(np.sum(q_len)) if np.ndim(q_len) else float(q_len) * ctx.size) <= p.schedule.graph_tokens
+        return twin * schedule_ratio(p.schedule, bandwidth, ctx, kv_heads, (k_dim + v_dim) * kv_bytes, cuda_graph)
     group = q_heads / kv_heads
     if np.ndim(q_len) == 0:
         tiles = float(np.ceil(group * q_len / p.tile))
@@ -134,9 +97,7 @@ def decode_attention_time(c, peak: float, bandwidth: float, ctx, q_len,
     inv, overhead = _interp_inv_eff(p, np.log2(group), np.log2(max(items, 1.0)), np.log2(np.maximum(ctx, 1.0)))
     total_bytes = float(per_seq_bytes.sum()) if np.ndim(per_seq_bytes) else per_seq_bytes
     t_mem = float(np.dot(per_seq_bytes, inv)) / bandwidth
-    if p.phases and ctx.size > 1 and ctx.min() != ctx.max():
-        t_mem = mixed_batch_time(p, float(np.log2(group)), per_seq_bytes, per_head, ctx, bandwidth)
-    elif p.cta > 0:
+    if p.cta > 0:
         # KV streams (one per sequence, KV head and query tile, in chunks when the kernel splits long
         # sequences) share the batch's aggregate bandwidth, each capped at the per-CTA rate
         chunks = np.ceil(ctx / p.split) if p.split > 0 else np.ones_like(ctx)

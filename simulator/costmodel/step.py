@@ -280,12 +280,13 @@ class StepCostModel:
                         qs, cs = qd[sel], cd[sel]
                         attn += decode_attention_time(kern, self.peak_bf16, self.bw, cs,
                                                       int(qs[0]) if int(qs.min()) == int(qs.max()) else qs,
-                                                      self.hq, self.hkv, self.k_dim, self.v_dim, self.kv_bytes)
+                                                      self.hq, self.hkv, self.k_dim, self.v_dim, self.kv_bytes,
+                                                      cuda_graph)
             else:
                 uniform_q = int(qd.min()) == int(qd.max())
                 attn += decode_attention_time(self._attn, self.peak_bf16, self.bw, cd,
                                               int(qd[0]) if uniform_q else qd, self.hq, self.hkv, self.k_dim,
-                                              self.v_dim, self.kv_bytes)
+                                              self.v_dim, self.kv_bytes, cuda_graph)
             if qmax > 1:  # query packing and output reshape copies of verify steps
                 rows = float(qd[qd > 1].sum())
                 if rows:

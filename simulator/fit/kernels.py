@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from simulator.fit.fit_attention import (choose_phase_sharing, cross_validate_attention, fit_attention, fit_prefill,
-                                         fit_split, fit_varlen, predict_attention, predict_mixed, predict_prefill)
+from simulator.fit.fit_attention import (cross_validate_attention, fit_attention, fit_prefill,
+                                         fit_split, fit_split_schedule, fit_varlen, predict_attention, predict_mixed,
+                                         predict_prefill)
 from simulator.fit.fit_collectives import fit_collectives
 from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
 from simulator.fit.fit_misc import (cross_validate_moe, fit_elementwise, fit_graph_floor, fit_host_copy, fit_moe,
@@ -81,9 +82,9 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
     varlen = m.table("attention_varlen")
     for backend, rows in (varlen.groupby("backend") if not varlen.empty else []):
         if backend in eff.attention:
-            eff.attention[backend], errors, note = choose_phase_sharing(eff.attention[backend], rows, bw, peak16)
-            rep.add(f"attention {backend} (mixed contexts)", errors, "in-sample (model choice)")
-            derived.append(f"attention.{backend}.phase_sharing: {note}")
+            eff.attention[backend], errors, note = fit_split_schedule(eff.attention[backend], rows, bw, peak16)
+            rep.add(f"attention {backend} (mixed contexts)", errors, "in-sample")
+            derived.append(f"attention.{backend}.split_schedule: {note}")
     mixed = m.table("attention_mixed")
     if not mixed.empty:
         c = fit_varlen(mixed, bw, peak16)

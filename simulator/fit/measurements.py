@@ -43,7 +43,7 @@ class Measurements:
     prefill: list[pd.DataFrame] = field(default_factory=list)
     attention_mixed: list[pd.DataFrame] = field(default_factory=list)  # kind,batch,q_len,hq,hkv,d,ctx_list,us
     # a decode/verify backend's batches of mixed contexts (dist,batch,q_len,hq,hkv,d,ctx_list,us,backend): they
-    # choose how that backend's curve costs mixed batches (`phase_sharing`); dist <name>_mean rows are uniform twins
+    # fit that backend's split-KV schedule (`split_schedule`); dist <name>_mean rows are uniform twins
     attention_varlen: list[pd.DataFrame] = field(default_factory=list)
     moe: list[pd.DataFrame] = field(default_factory=list)  # +impl ("experts" for expert-GEMM-only rows)
     moe_train: list[pd.DataFrame] = field(default_factory=list)  # +pass (fwd, fwd_bwd, fwd_permute)
