@@ -135,3 +135,44 @@ def test_the_closed_form_for_equal_contexts_is_the_list_schedule():
         heap = schedule_time(s, bw, np.full(batch, float(ctx)), hkv, 512.0, graph)
         closed = uniform_schedule_time(s, bw, batch, float(ctx), hkv, 512.0, graph)
         assert closed == pytest.approx(heap, rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def heldout_varlen():
+    """A second held-out set: batches of 48-384 sequences, q_len 1 / 2 / 4, contexts from a wider lognormal and a
+    few long among many short, another seed (calibration/h200/measure_vllm_fa3_varlen.py --heldout)."""
+    df = pd.read_csv(MEASURED / "heldout" / "attn_vllm_fa3_varlen_heldout.csv")
+    c = H200.efficiency.attention["vllm_fa3"]
+    df["pred"] = predict_mixed(c, df, H200.hbm_bandwidth, H200.peak("bf16"))
+    df["plain"] = predict_mixed(c.model_copy(update={"split_schedule": None}), df, H200.hbm_bandwidth,
+                                H200.peak("bf16"))
+    twin = df["dist"].str.endswith("_mean")
+    return df[~twin].reset_index(drop=True), df[twin].reset_index(drop=True)
+
+
+def test_a_second_held_out_set_of_mixed_batches_is_predicted(heldout_varlen):
+    """144 mixed batches at batch sizes, q_len and context draws the fit never saw: measured 5.2% median (the
+    tables alone 14.8% too fast). The schedule's own part, the mixed batch's time over its twin's, is 2.3% median,
+    10.2% at worst; FA3's split counts are reproduced for all 216 CUDA-graph batches."""
+    mixed, twin = heldout_varlen
+    e = mixed["pred"] / mixed["us"] - 1
+    assert np.median(np.abs(e)) < 0.08
+    assert np.median(np.abs(e)) < 0.5 * np.median(np.abs(mixed["plain"] / mixed["us"] - 1))
+    ratio = (mixed["pred"] / twin["pred"]) / (mixed["us"] / twin["us"]) - 1
+    assert np.median(np.abs(ratio)) < 0.05
+    assert np.abs(ratio).max() < 0.15
+    s = H200.efficiency.attention["vllm_fa3"].split_schedule
+    graph = pd.concat([mixed, twin])
+    graph = graph[graph["num_splits"] > 0]
+    assert len(graph) == 216
+    for r in graph.itertuples():
+        got = split_counts(s, np.array(str(r.ctx_list).split(), dtype=float), int(r.hkv), graph=True)
+        assert got.tolist() == [float(v) for v in str(r.splits_list).split()]
+
+
+@pytest.mark.xfail(strict=True, reason="the uniform tables interpolate between measured batch sizes, but FA3 runs "
+                                       "in waves of 132 CTAs: 48 sequences with one KV head split 3 ways make 144 "
+                                       "work items, two waves, 22% slower than the tables say (64 sequences fit one)")
+def test_equal_context_batches_between_the_measured_sizes_are_predicted_within_15_percent(heldout_varlen):
+    _, twin = heldout_varlen
+    assert np.percentile(np.abs(twin["pred"] / twin["us"] - 1), 90) < 0.15
