@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 from simulator.costmodel.attention import decode_attention_time
-from simulator.costmodel.fa3_schedule import schedule_time, split_counts, uniform_schedule_time
+from simulator.costmodel.fa3_schedule import schedule_factor, schedule_time, split_counts, uniform_schedule_time
 from simulator.fit.fit_attention import cross_validate_attention, predict_mixed
 from simulator.fit.measurements import Measurements, attention_backend_of, read_file
 from simulator.hardware import load_hardware
@@ -107,7 +107,7 @@ def test_the_split_rule_reproduces_the_splits_fa3_made():
 
 
 def test_the_schedule_leaves_equal_contexts_alone_and_a_straggler_costs_at_least_itself():
-    """An equal-context batch costs what the tables say; a batch with a straggler costs at least the straggler alone
+    """An equal-context batch of one wave costs what the tables say; a batch with a straggler costs at least the straggler alone
     and the short sequences alone, and more than the tables pricing each sequence at its own context."""
     c = H200.efficiency.attention["vllm_fa3"]
     plain = c.model_copy(update={"split_schedule": None})
@@ -151,12 +151,13 @@ def heldout_varlen():
 
 
 def test_a_second_held_out_set_of_mixed_batches_is_predicted(heldout_varlen):
-    """144 mixed batches at batch sizes, q_len and context draws the fit never saw: measured 5.2% median (the
-    tables alone 14.8% too fast). The schedule's own part, the mixed batch's time over its twin's, is 2.3% median,
+    """144 mixed batches at batch sizes, q_len and context draws the fit never saw: measured 2.9% median, 8.5% at
+    the 90th percentile (the tables alone 14.8% too fast). The schedule's own part, the mixed batch's time over its twin's, is 2.3% median,
     10.2% at worst; FA3's split counts are reproduced for all 216 CUDA-graph batches."""
     mixed, twin = heldout_varlen
     e = mixed["pred"] / mixed["us"] - 1
-    assert np.median(np.abs(e)) < 0.08
+    assert np.median(np.abs(e)) < 0.05
+    assert np.percentile(np.abs(e), 90) < 0.15
     assert np.median(np.abs(e)) < 0.5 * np.median(np.abs(mixed["plain"] / mixed["us"] - 1))
     ratio = (mixed["pred"] / twin["pred"]) / (mixed["us"] / twin["us"]) - 1
     assert np.median(np.abs(ratio)) < 0.05
@@ -170,9 +171,14 @@ def test_a_second_held_out_set_of_mixed_batches_is_predicted(heldout_varlen):
         assert got.tolist() == [float(v) for v in str(r.splits_list).split()]
 
 
-@pytest.mark.xfail(strict=True, reason="the uniform tables interpolate between measured batch sizes, but FA3 runs "
-                                       "in waves of 132 CTAs: 48 sequences with one KV head split 3 ways make 144 "
-                                       "work items, two waves, 22% slower than the tables say (64 sequences fit one)")
-def test_equal_context_batches_between_the_measured_sizes_are_predicted_within_15_percent(heldout_varlen):
+def test_equal_context_batches_between_the_measured_sizes_are_predicted_with_fa3_waves(heldout_varlen):
+    """The tables describe equal-context batches with the work spread evenly; FA3 runs in whole waves of 132 CTAs
+    (48 sequences x 1 KV head x 3 splits = 144 work items: two waves, 22% slower than the tables interpolate).
+    With the wave factor the held-out twins are 2.3% median, 9.1% at the 90th percentile (19.4% without)."""
     _, twin = heldout_varlen
-    assert np.percentile(np.abs(twin["pred"] / twin["us"] - 1), 90) < 0.15
+    e = np.abs(twin["pred"] / twin["us"] - 1)
+    assert np.median(e) < 0.05
+    assert np.percentile(e, 90) < 0.15
+    s = H200.efficiency.attention["vllm_fa3"].split_schedule
+    assert schedule_factor(s, H200.hbm_bandwidth, np.full(48, 2947.0), 1, 512.0, True) > 1.2
+    assert schedule_factor(s, H200.hbm_bandwidth, np.full(64, 2947.0), 1, 512.0, True) == pytest.approx(1.0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.costmodel.fa3_schedule import schedule_ratio
+from simulator.costmodel.fa3_schedule import schedule_factor
 from simulator.hardware import AttentionCurve, PrefillCurve
 
 
@@ -27,6 +27,9 @@ class PreparedAttention:
         self.cta = c.cta_bytes_per_s
         self.split = c.split_tokens
         self.schedule = c.split_schedule
+        # the tables alone, for the twin a split schedule scales
+        self.plain = self if c.split_schedule is None else PreparedAttention(
+            c.model_copy(update={"split_schedule": None}))
 
 
 def _bracket(grid: np.ndarray, x: float) -> tuple[int, float]:
@@ -74,13 +77,13 @@ def decode_attention_time(c, peak: float, bandwidth: float, ctx, q_len,
     if ctx.size == 0:
         return 0.0
     v_dim = k_dim if v_dim is None else v_dim
-    if p.schedule is not None and ctx.size > 1 and ctx.min() != ctx.max():
-        # the tables price the uniform twin; FA3's schedule prices the mixed batch against it
-        twin = decode_attention_time(p, peak, bandwidth, np.full(ctx.shape, float(ctx.mean())), q_len, q_heads,
+    if p.schedule is not None:
+        # the tables price the uniform twin spread evenly over the GPU; FA3's schedule prices this batch against it
+        twin = decode_attention_time(p.plain, peak, bandwidth, np.full(ctx.shape, float(ctx.mean())), q_len, q_heads,
                                      kv_heads, k_dim, v_dim, kv_bytes)
         if cuda_graph is None:  # as measured: vLLM's CUDA graphs up to `graph_tokens` new tokens
             cuda_graph = (float(np.sum(q_len)) if np.ndim(q_len) else float(q_len) * ctx.size) <= p.schedule.graph_tokens
-        return twin * schedule_ratio(p.schedule, bandwidth, ctx, kv_heads, (k_dim + v_dim) * kv_bytes, cuda_graph)
+        return twin * schedule_factor(p.schedule, bandwidth, ctx, kv_heads, (k_dim + v_dim) * kv_bytes, cuda_graph)
     group = q_heads / kv_heads
     if np.ndim(q_len) == 0:
         tiles = float(np.ceil(group * q_len / p.tile))

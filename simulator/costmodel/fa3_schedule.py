@@ -89,8 +89,27 @@ def uniform_schedule_time(s: SplitSchedule, hbm_bandwidth: float, batch: int, ct
     return t + s.fixed_s + (s.combine_s if split > 1 else 0.0)
 
 
-def schedule_ratio(s: SplitSchedule, hbm_bandwidth: float, ctx: np.ndarray, kv_heads: int, bytes_per_token: float,
-                   graph: bool) -> float:
-    """The mixed batch's schedule time over its uniform twin's (the same sequences at their mean context)."""
-    return (schedule_time(s, hbm_bandwidth, ctx, kv_heads, bytes_per_token, graph)
-            / uniform_schedule_time(s, hbm_bandwidth, ctx.size, float(ctx.mean()), kv_heads, bytes_per_token, graph))
+def balanced_uniform_time(s: SplitSchedule, hbm_bandwidth: float, batch: int, ctx: float, kv_heads: int,
+                          bytes_per_token: float, graph: bool) -> float:
+    """`uniform_schedule_time` with the work spread evenly over the CTAs instead of in whole waves (what the
+    attention tables, interpolated between measured batch sizes, describe once divided by the waves)."""
+    split = float(split_counts(s, np.full(batch, ctx), kv_heads, graph)[0])
+    items = batch * kv_heads * split
+    if items <= s.ctas:
+        return uniform_schedule_time(s, hbm_bandwidth, batch, ctx, kv_heads, bytes_per_token, graph)
+    aggregate = s.bandwidth_fraction * hbm_bandwidth
+    saturated = min(s.cta_bytes_per_s, aggregate / s.ctas)
+    work = ctx * bytes_per_token / split + s.item_s * saturated
+    return items * work / (s.ctas * saturated) + s.fixed_s + (s.combine_s if split > 1 else 0.0)
+
+
+def schedule_factor(s: SplitSchedule, hbm_bandwidth: float, ctx: np.ndarray, kv_heads: int, bytes_per_token: float,
+                    graph: bool) -> float:
+    """The batch's schedule time over its uniform twin's (the same sequences at their mean context) with the work
+    spread evenly: the factor on the tables' price of the twin (an equal-context batch: its whole-wave factor)."""
+    mean = float(ctx.mean())
+    if ctx.min() == ctx.max():
+        t = uniform_schedule_time(s, hbm_bandwidth, ctx.size, mean, kv_heads, bytes_per_token, graph)
+    else:
+        t = schedule_time(s, hbm_bandwidth, ctx, kv_heads, bytes_per_token, graph)
+    return t / balanced_uniform_time(s, hbm_bandwidth, ctx.size, mean, kv_heads, bytes_per_token, graph)

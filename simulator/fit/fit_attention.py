@@ -7,6 +7,7 @@ from scipy.optimize import least_squares, lsq_linear
 
 from simulator.costmodel.attention import (causal_pairs, decode_attention_time, prefill_attention_time,
                                           prefill_eff)
+from simulator.costmodel.fa3_schedule import balanced_uniform_time, uniform_schedule_time
 from simulator.hardware import AttentionCurve, PrefillCurve, SplitSchedule
 
 SMOOTH = 0.05  # weight of the second-difference penalty that ties table nodes without data to their neighbours
@@ -179,6 +180,29 @@ def fit_split_schedule(c: AttentionCurve, df: pd.DataFrame, bw: float, peak: flo
             f"{np.median(np.abs(errors)):.1%} (the tables alone: {np.median(np.abs(plain)):.1%})")
     fitted.split_schedule.fit_note = note
     return fitted, errors, note
+
+
+def wave_factors(s: SplitSchedule, rows: pd.DataFrame, bw: float) -> np.ndarray:
+    """Per equal-context row (batch, q_len, ctx, hkv, d): how much longer FA3's whole waves of CTAs take than the
+    same work spread evenly (1 for a batch of at most one wave)."""
+    out = []
+    for r in rows.itertuples():
+        graph = int(r.batch) * int(r.q_len) <= s.graph_tokens
+        args = (s, bw, int(r.batch), float(r.ctx), int(r.hkv), 4.0 * int(r.d), graph)
+        out.append(uniform_schedule_time(*args) / balanced_uniform_time(*args))
+    return np.array(out)
+
+
+def fit_scheduled_attention(c: AttentionCurve, uniform: pd.DataFrame, varlen: pd.DataFrame, bw: float, peak: float,
+                            reread: bool = False) -> tuple[AttentionCurve, np.ndarray, str]:
+    """A curve whose tables describe equal-context batches with the work spread evenly over the GPU, and FA3's
+    split schedule on top (whole waves, mixed contexts): the schedule fitted on the mixed batches against the
+    tables, the tables refitted on the equal-context timings divided by their wave factors, the schedule again."""
+    first, _, _ = fit_split_schedule(c, varlen, bw, peak)
+    smooth = uniform.assign(us=uniform["us"].to_numpy(float) / wave_factors(first.split_schedule, uniform, bw))
+    tables = fit_attention(smooth, bw, peak, reread)
+    tables.fit_note = f"{c.fit_note}, divided by FA3's wave factors"
+    return fit_split_schedule(tables, varlen, bw, peak)
 
 
 def fit_cta_rate(c: AttentionCurve, df: pd.DataFrame, bw: float, peak: float) -> float:

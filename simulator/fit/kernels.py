@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from simulator.fit.fit_attention import (cross_validate_attention, fit_attention, fit_prefill,
-                                         fit_split, fit_split_schedule, fit_varlen, predict_attention, predict_mixed,
-                                         predict_prefill)
+                                         fit_scheduled_attention, fit_split, fit_varlen, predict_attention,
+                                         predict_mixed, predict_prefill)
 from simulator.fit.fit_collectives import fit_collectives
 from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
 from simulator.fit.fit_misc import (cross_validate_moe, fit_elementwise, fit_graph_floor, fit_host_copy, fit_moe,
@@ -82,8 +82,13 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
     varlen = m.table("attention_varlen")
     for backend, rows in (varlen.groupby("backend") if not varlen.empty else []):
         if backend in eff.attention:
-            eff.attention[backend], errors, note = fit_split_schedule(eff.attention[backend], rows, bw, peak16)
+            uniform = attn[attn["backend"] == backend].reset_index(drop=True)
+            c, errors, note = fit_scheduled_attention(eff.attention[backend], uniform, rows, bw, peak16,
+                                                      backend == "sdpa_gqa")
+            eff.attention[backend] = c
             rep.add(f"attention {backend} (mixed contexts)", errors, "in-sample")
+            rep.add(f"attention {backend} (with waves)", predict_attention(c, uniform, bw, peak16)
+                    / uniform["us"].to_numpy() - 1, "in-sample")
             derived.append(f"attention.{backend}.split_schedule: {note}")
     mixed = m.table("attention_mixed")
     if not mixed.empty:
