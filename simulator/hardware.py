@@ -72,7 +72,8 @@ class SplitSchedule(YamlModel):
     batch order to `ctas` persistent CTAs, each taking the next item when it is free; the running CTAs share
     `bandwidth_fraction` of HBM bandwidth, none faster than `cta_bytes_per_s`; an item costs `item_s` beyond its
     bytes, the kernel `fixed_s`, and the combine kernel of split outputs `combine_s`. Fitted on measured mixed
-    batches against their uniform twins (simulator/fit/fit_attention.py::fit_split_schedule)."""
+    batches against their uniform twins; the tables it scales are fitted on equal-context timings divided by their
+    whole-wave factors (simulator/fit/fit_attention.py::fit_scheduled_attention)."""
 
     ctas: int = 132  # persistent CTAs, one per SM (H100/H200 SXM: 132 SMs)
     block_tokens: int = 128  # kBlockN of the paged decode kernel
@@ -99,9 +100,9 @@ class AttentionCurve(YamlModel):
     the padded query tiles at `compute_eff` of peak. With `cta_bytes_per_s` set, the KV streams (one per sequence,
     KV head and query tile; in chunks of `split_tokens` when the kernel splits long sequences) share that aggregate
     bandwidth, none faster than `cta_bytes_per_s` (the critical path of mixed-context batches). With
-    `split_schedule`, a batch of mixed contexts is priced as FlashAttention-3 schedules it (`SplitSchedule`): the
-    tables price its uniform twin (the same sequences at their mean context) and the schedule scales that by how
-    much longer the mixed batch's tiles take on the GPU's persistent CTAs than the twin's.
+    `split_schedule`, the tables describe equal-context batches with the work spread evenly over the GPU, and a
+    batch costs its uniform twin's price (the same sequences at their mean context) times how much longer its work
+    items take as FlashAttention-3 splits them and runs them in whole waves of its persistent CTAs (`SplitSchedule`).
     """
 
     overhead_s: list[float]  # per group

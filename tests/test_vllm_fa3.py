@@ -107,8 +107,8 @@ def test_the_split_rule_reproduces_the_splits_fa3_made():
 
 
 def test_the_schedule_leaves_equal_contexts_alone_and_a_straggler_costs_at_least_itself():
-    """An equal-context batch of one wave costs what the tables say; a batch with a straggler costs at least the straggler alone
-    and the short sequences alone, and more than the tables pricing each sequence at its own context."""
+    """An equal-context batch of one wave costs what the tables say; a batch with a straggler costs at least the
+    straggler alone and the short sequences alone, and more than the tables pricing each sequence at its own context."""
     c = H200.efficiency.attention["vllm_fa3"]
     plain = c.model_copy(update={"split_schedule": None})
     bw, pk = H200.hbm_bandwidth, H200.peak("bf16")
@@ -152,8 +152,8 @@ def heldout_varlen():
 
 def test_a_second_held_out_set_of_mixed_batches_is_predicted(heldout_varlen):
     """144 mixed batches at batch sizes, q_len and context draws the fit never saw: measured 2.9% median, 8.5% at
-    the 90th percentile (the tables alone 14.8% too fast). The schedule's own part, the mixed batch's time over its twin's, is 2.3% median,
-    10.2% at worst; FA3's split counts are reproduced for all 216 CUDA-graph batches."""
+    the 90th percentile (the tables alone 14.8% too fast). The schedule's own part, the mixed batch's time over its
+    twin's, is 2.3% median, 10.2% at worst; FA3's split counts are reproduced for all 216 CUDA-graph batches."""
     mixed, twin = heldout_varlen
     e = mixed["pred"] / mixed["us"] - 1
     assert np.median(np.abs(e)) < 0.05

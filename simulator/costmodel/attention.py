@@ -1,7 +1,7 @@
 """Attention kernels: decode / speculative verify over a KV cache, and causal prefill (pure functions).
 
 Every sequence is costed with its own context length (a batch of mixed contexts is costed as it is; with a split
-schedule, as FlashAttention-3 splits and schedules it: simulator/costmodel/fa3_schedule.py).
+schedule, as FlashAttention-3 splits it and runs it in waves: simulator/costmodel/fa3_schedule.py).
 """
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def decode_attention_time(c, peak: float, bandwidth: float, ctx, q_len,
         twin = decode_attention_time(p.plain, peak, bandwidth, np.full(ctx.shape, float(ctx.mean())), q_len, q_heads,
                                      kv_heads, k_dim, v_dim, kv_bytes)
         if cuda_graph is None:  # as measured: vLLM's CUDA graphs up to `graph_tokens` new tokens
-            cuda_graph = (float(np.sum(q_len)) if np.ndim(q_len) else float(q_len) * ctx.size) <= p.schedule.graph_tokens
+            new_tokens = float(np.sum(q_len)) if np.ndim(q_len) else float(q_len) * ctx.size
+            cuda_graph = new_tokens <= p.schedule.graph_tokens
         return twin * schedule_factor(p.schedule, bandwidth, ctx, kv_heads, (k_dim + v_dim) * kv_bytes, cuda_graph)
     group = q_heads / kv_heads
     if np.ndim(q_len) == 0:

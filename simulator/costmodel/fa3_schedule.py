@@ -1,8 +1,9 @@
 """FlashAttention-3's split-KV schedule of a decode/verify batch on persistent CTAs (pure functions, seconds).
 
-The attention tables price batches whose sequences share one context; a batch of mixed contexts costs what its
-uniform twin (the same sequences at their mean context) costs, times `schedule_ratio`: how much longer the mixed
-batch's work items take than the twin's when FA3 splits and schedules them (hardware.SplitSchedule).
+The attention tables describe batches whose sequences share one context, with the work spread evenly over the GPU;
+a batch costs what its uniform twin (the same sequences at their mean context) costs there, times
+`schedule_factor`: how much longer its work items take when FA3 splits them and hands them to its persistent CTAs
+in whole waves (hardware.SplitSchedule).
 """
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def split_counts(s: SplitSchedule, ctx: np.ndarray, kv_heads: int, graph: bool) 
     return np.clip(np.ceil(blocks / max(per_cta, 1)), 1, s.max_splits)
 
 
+def _rates(s: SplitSchedule, hbm_bandwidth: float) -> tuple[float, float]:
+    """Bytes/s the running CTAs share, and each one's when all `ctas` run."""
+    aggregate = s.bandwidth_fraction * hbm_bandwidth
+    return aggregate, min(s.cta_bytes_per_s, aggregate / s.ctas)
+
+
 def _running_at_last_start(work: np.ndarray, count: np.ndarray, ctas: int) -> tuple[float, np.ndarray, np.ndarray]:
     """List scheduling, in order, of count[i] items of work[i] bytes on `ctas` CTAs. Every running CTA moves
     bytes at the same rate, so the schedule in bytes per CTA does not depend on the rate. Returns the bytes per CTA
@@ -37,7 +44,7 @@ def _running_at_last_start(work: np.ndarray, count: np.ndarray, ctas: int) -> tu
     free, now, i, left, n = ctas, 0.0, 0, counts[0], len(works)
     while True:
         while free and i < n:
-            k = left if left < free else free
+            k = min(free, left)
             push(heap, (now + works[i], k))
             free -= k
             left -= k
@@ -66,8 +73,7 @@ def schedule_time(s: SplitSchedule, hbm_bandwidth: float, ctx: np.ndarray, kv_he
     """Seconds FA3 takes over the batch (ctx: KV length per sequence; bytes_per_token: K and V of one KV head;
     graph: replayed in a CUDA graph)."""
     splits = split_counts(s, ctx, kv_heads, graph)
-    aggregate = s.bandwidth_fraction * hbm_bandwidth
-    saturated = min(s.cta_bytes_per_s, aggregate / s.ctas)
+    aggregate, saturated = _rates(s, hbm_bandwidth)
     work = ctx * bytes_per_token / splits + s.item_s * saturated
     count = kv_heads * splits
     started, ends, counts = _running_at_last_start(work, count, s.ctas)
@@ -79,8 +85,7 @@ def uniform_schedule_time(s: SplitSchedule, hbm_bandwidth: float, batch: int, ct
                           bytes_per_token: float, graph: bool) -> float:
     """`schedule_time` of `batch` sequences at one context, in closed form: equal items run in waves of `ctas`."""
     split = float(split_counts(s, np.full(batch, ctx), kv_heads, graph)[0])
-    aggregate = s.bandwidth_fraction * hbm_bandwidth
-    saturated = min(s.cta_bytes_per_s, aggregate / s.ctas)
+    aggregate, saturated = _rates(s, hbm_bandwidth)
     work = ctx * bytes_per_token / split + s.item_s * saturated
     items = int(batch * kv_heads * split)
     waves = (items - 1) // s.ctas
@@ -97,8 +102,7 @@ def balanced_uniform_time(s: SplitSchedule, hbm_bandwidth: float, batch: int, ct
     items = batch * kv_heads * split
     if items <= s.ctas:
         return uniform_schedule_time(s, hbm_bandwidth, batch, ctx, kv_heads, bytes_per_token, graph)
-    aggregate = s.bandwidth_fraction * hbm_bandwidth
-    saturated = min(s.cta_bytes_per_s, aggregate / s.ctas)
+    _, saturated = _rates(s, hbm_bandwidth)
     work = ctx * bytes_per_token / split + s.item_s * saturated
     return items * work / (s.ctas * saturated) + s.fixed_s + (s.combine_s if split > 1 else 0.0)
 
