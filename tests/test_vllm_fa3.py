@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 from simulator.costmodel.attention import decode_attention_time
-from simulator.costmodel.fa3_schedule import schedule_factor, schedule_time, split_counts, uniform_schedule_time
+from simulator.costmodel.fa3_schedule import schedule_factor, schedule_time, split_counts, uniform_times
 from simulator.fit.fit_attention import cross_validate_attention, predict_mixed
 from simulator.fit.measurements import Measurements, attention_backend_of, read_file
 from simulator.hardware import load_hardware
@@ -133,7 +133,7 @@ def test_the_closed_form_for_equal_contexts_is_the_list_schedule():
                                    (512, 1500, 8, 1)):
         graph = batch * q_len <= s.graph_tokens
         heap = schedule_time(s, bw, np.full(batch, float(ctx)), hkv, 512.0, graph)
-        closed = uniform_schedule_time(s, bw, batch, float(ctx), hkv, 512.0, graph)
+        closed = uniform_times(s, bw, batch, float(ctx), hkv, 512.0, graph)[0]
         assert closed == pytest.approx(heap, rel=1e-12)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.costmodel.bandwidth_sharing import fluid_time
 from simulator.costmodel.fa3_schedule import schedule_factor
 from simulator.hardware import AttentionCurve, PrefillCurve
 
@@ -113,17 +114,6 @@ def decode_attention_time(c, peak: float, bandwidth: float, ctx, q_len,
         flops = 2.0 * p.tile * (k_dim + v_dim) * float(np.dot(kv_heads * tiles, ctx))
     t_comp = flops / (peak * p.compute_eff)
     return overhead + max(t_mem, t_comp)
-
-
-def fluid_time(size, count, aggregate: float, cap: float) -> float:
-    """Seconds until every stream is done when `count[i]` streams of `size[i]` bytes share `aggregate`
-    bytes/s, none faster than `cap` bytes/s (processor sharing, shortest streams finish first)."""
-    order = np.argsort(size)
-    s = np.asarray(size, dtype=float)[order]
-    n = np.asarray(count, dtype=float)[order]
-    active = np.cumsum(n[::-1])[::-1]
-    ds = np.diff(s, prepend=0.0)
-    return float(np.sum(ds / np.minimum(cap, aggregate / active)))
 
 
 def causal_pairs(q_len, ctx):

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from simulator.costmodel.bandwidth_sharing import fluid_time
 from simulator.hardware import SplitSchedule
 
 
@@ -60,14 +61,6 @@ def _running_at_last_start(work: np.ndarray, count: np.ndarray, ctas: int) -> tu
     return now, np.array([e for e, _ in heap]), np.array([k for _, k in heap], dtype=float)
 
 
-def _drain(s: SplitSchedule, aggregate: float, started: float, ends: np.ndarray, counts: np.ndarray) -> float:
-    """Seconds from the last start until the running items (bytes per CTA at which each ends) are done."""
-    order = np.argsort(ends, kind="stable")
-    ends, counts = ends[order], counts[order]
-    running = np.cumsum(counts[::-1])[::-1]
-    return float(np.sum(np.diff(ends, prepend=started) / np.minimum(s.cta_bytes_per_s, aggregate / running)))
-
-
 def schedule_time(s: SplitSchedule, hbm_bandwidth: float, ctx: np.ndarray, kv_heads: int, bytes_per_token: float,
                   graph: bool) -> float:
     """Seconds FA3 takes over the batch (ctx: KV length per sequence; bytes_per_token: K and V of one KV head;
@@ -77,43 +70,34 @@ def schedule_time(s: SplitSchedule, hbm_bandwidth: float, ctx: np.ndarray, kv_he
     work = ctx * bytes_per_token / splits + s.item_s * saturated
     count = kv_heads * splits
     started, ends, counts = _running_at_last_start(work, count, s.ctas)
-    t = started / saturated + _drain(s, aggregate, started, ends, counts)
+    # until the last item starts every CTA runs; then the running items drain, sharing the bandwidth
+    t = started / saturated + fluid_time(ends, counts, aggregate, s.cta_bytes_per_s, started)
     return t + s.fixed_s + (s.combine_s if splits.max() > 1 else 0.0)
 
 
-def uniform_schedule_time(s: SplitSchedule, hbm_bandwidth: float, batch: int, ctx: float, kv_heads: int,
-                          bytes_per_token: float, graph: bool) -> float:
-    """`schedule_time` of `batch` sequences at one context, in closed form: equal items run in waves of `ctas`."""
+def uniform_times(s: SplitSchedule, hbm_bandwidth: float, batch: int, ctx: float, kv_heads: int,
+                  bytes_per_token: float, graph: bool) -> tuple[float, float]:
+    """Seconds FA3 takes over `batch` sequences at one context, in closed form: in whole waves of `ctas` equal
+    items (`schedule_time` of the batch), and with the work spread evenly over the CTAs instead (what the attention
+    tables, interpolated between measured batch sizes, describe once divided by the waves)."""
     split = float(split_counts(s, np.full(batch, ctx), kv_heads, graph)[0])
     aggregate, saturated = _rates(s, hbm_bandwidth)
     work = ctx * bytes_per_token / split + s.item_s * saturated
     items = int(batch * kv_heads * split)
     waves = (items - 1) // s.ctas
     last = items - waves * s.ctas
-    t = waves * work / saturated + work / min(s.cta_bytes_per_s, aggregate / last)
-    return t + s.fixed_s + (s.combine_s if split > 1 else 0.0)
-
-
-def balanced_uniform_time(s: SplitSchedule, hbm_bandwidth: float, batch: int, ctx: float, kv_heads: int,
-                          bytes_per_token: float, graph: bool) -> float:
-    """`uniform_schedule_time` with the work spread evenly over the CTAs instead of in whole waves (what the
-    attention tables, interpolated between measured batch sizes, describe once divided by the waves)."""
-    split = float(split_counts(s, np.full(batch, ctx), kv_heads, graph)[0])
-    items = batch * kv_heads * split
+    combine = s.combine_s if split > 1 else 0.0
+    in_waves = waves * work / saturated + work / min(s.cta_bytes_per_s, aggregate / last) + s.fixed_s + combine
     if items <= s.ctas:
-        return uniform_schedule_time(s, hbm_bandwidth, batch, ctx, kv_heads, bytes_per_token, graph)
-    _, saturated = _rates(s, hbm_bandwidth)
-    work = ctx * bytes_per_token / split + s.item_s * saturated
-    return items * work / (s.ctas * saturated) + s.fixed_s + (s.combine_s if split > 1 else 0.0)
+        return in_waves, in_waves
+    return in_waves, items * work / (s.ctas * saturated) + s.fixed_s + combine
 
 
 def schedule_factor(s: SplitSchedule, hbm_bandwidth: float, ctx: np.ndarray, kv_heads: int, bytes_per_token: float,
                     graph: bool) -> float:
     """The batch's schedule time over its uniform twin's (the same sequences at their mean context) with the work
     spread evenly: the factor on the tables' price of the twin (an equal-context batch: its whole-wave factor)."""
-    mean = float(ctx.mean())
+    in_waves, balanced = uniform_times(s, hbm_bandwidth, ctx.size, float(ctx.mean()), kv_heads, bytes_per_token, graph)
     if ctx.min() == ctx.max():
-        t = uniform_schedule_time(s, hbm_bandwidth, ctx.size, mean, kv_heads, bytes_per_token, graph)
-    else:
-        t = schedule_time(s, hbm_bandwidth, ctx, kv_heads, bytes_per_token, graph)
-    return t / balanced_uniform_time(s, hbm_bandwidth, ctx.size, mean, kv_heads, bytes_per_token, graph)
+        return in_waves / balanced
+    return schedule_time(s, hbm_bandwidth, ctx, kv_heads, bytes_per_token, graph) / balanced

@@ -7,7 +7,7 @@ from scipy.optimize import least_squares, lsq_linear
 
 from simulator.costmodel.attention import (causal_pairs, decode_attention_time, prefill_attention_time,
                                           prefill_eff)
-from simulator.costmodel.fa3_schedule import balanced_uniform_time, uniform_schedule_time
+from simulator.costmodel.fa3_schedule import uniform_times
 from simulator.hardware import AttentionCurve, PrefillCurve, SplitSchedule
 
 SMOOTH = 0.05  # weight of the second-difference penalty that ties table nodes without data to their neighbours
@@ -188,8 +188,9 @@ def wave_factors(s: SplitSchedule, rows: pd.DataFrame, bw: float) -> np.ndarray:
     out = []
     for r in rows.itertuples():
         graph = int(r.batch) * int(r.q_len) <= s.graph_tokens
-        args = (s, bw, int(r.batch), float(r.ctx), int(r.hkv), 4.0 * int(r.d), graph)
-        out.append(uniform_schedule_time(*args) / balanced_uniform_time(*args))
+        bytes_per_token = 2 * int(r.d) * 2.0  # K and V of one KV head, bf16
+        in_waves, balanced = uniform_times(s, bw, int(r.batch), float(r.ctx), int(r.hkv), bytes_per_token, graph)
+        out.append(in_waves / balanced)
     return np.array(out)
 
 
