@@ -398,7 +398,7 @@ RECIPES = {
         gen_gpus=8, ttp=1, tpp=1, tcp=1, tep=1, ac=True, mb=4096, lmb=8192),
     ("H100", "Llama-3.1-8B-Instruct", "1-off", "fp8", 16): dict(
         sec="3.3", model="llama-3.1-8b", prompts=64, gens=32, seq=4096, vtp=1, mem=0.8, async_engine=True,
-        gen_gpus=8, ttp=1, tpp=1, tcp=1, tep=1, ac=True, mb=4096, lmb=8192, gen_dtype="fp8"),
+        gen_gpus=8, ttp=1, tpp=1, tcp=1, tep=1, ac=True, mb=4096, lmb=8192, gen_dtype="fp8", train_dtype="fp8"),
     ("H100", "Qwen3-32B", "on", "bf16", 32): dict(
         sec="3.4", model="qwen3-32b", prompts=64, gens=32, seq=4096, vtp=4, mem=0.6, async_engine=False,
         ttp=4, tpp=4, tcp=1, tep=1, ac=False, mb=4096, lmb=16384),
@@ -442,6 +442,14 @@ RECIPES = {
         sec="3.17", model="qwen3-30b-a3b", prompts=64, gens=32, seq=4096, vtp=1, mem=0.8, async_engine=True,
         gen_gpus=8, ttp=1, tpp=1, tcp=1, tep=8, ac=False, mb=4096, lmb=8192),
 }
+# training precision: the page's own precision line where it names one, else the recipe's megatron_cfg
+TRAIN_DTYPE_SOURCE = {
+    "bf16": ("{recipe}: bf16; no recipe here enables megatron_cfg.fp8_cfg (the base config's 'enabled false', "
+             f"{NOTES} sec. 2)"),
+    "fp8": (f"the published page's precision line for this table, 'Generation FP8, Training FP8' ({NOTES} sec. 1); "
+            "the one stored recipe file (sec. 3.3) does not enable megatron_cfg.fp8_cfg, but the page describes the "
+            "run that was measured"),
+}
 PROMPT_MEDIAN = {"llama-3.1-8b": 130, "qwen3-32b": 110, "qwen3-30b-a3b": 110, "qwen3-235b-a22b": 110}
 
 
@@ -484,6 +492,7 @@ def build_nemo(framework: dict) -> None:
                          "data_s": 0.3, "refit_overhead_s": round(framework["refit"], 3)},
             "training": {"tensor_parallel_size": rc["ttp"], "pipeline_parallel_size": rc["tpp"],
                          "context_parallel_size": rc["tcp"], "expert_parallel_size": rc["tep"],
+                         "dtype": rc.get("train_dtype", "bf16"),
                          "global_batch_size": 512, "micro_batch_tokens": rc["mb"],
                          "logprob_micro_batch_tokens": rc["lmb"],
                          "activation_recompute": "full" if rc["ac"] else "none", "reference_logprobs": True,
@@ -528,6 +537,7 @@ def build_nemo(framework: dict) -> None:
             "pipeline.refit_overhead_s": "from qwen3-8b-rl-think-gb200x32.yaml (fitted on the paper's prepare_s)",
             "training.tensor_parallel_size": f"{recipe}", "training.pipeline_parallel_size": f"{recipe}",
             "training.context_parallel_size": f"{recipe}", "training.expert_parallel_size": f"{recipe}",
+            "training.dtype": TRAIN_DTYPE_SOURCE[rc.get("train_dtype", "bf16")].format(recipe=recipe),
             "training.global_batch_size": f"{recipe}: train_global_batch_size 512",
             "training.micro_batch_tokens": f"{recipe}: train_mb_tokens = max_total_sequence_length x micro batch",
             "training.logprob_micro_batch_tokens": f"{recipe}: logprob_mb_tokens",
