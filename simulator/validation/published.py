@@ -5,6 +5,9 @@
   were not.
 - nemo_rl_performance_summary.csv: each run's step time (tolerance 20%) and each off-policy / on-policy step-time
   ratio of the same system and model (tolerance 15%); none of these rows was fitted on.
+- nemo_rl_stage_reports.csv (B200, a later NeMo-RL and vLLM 0.25.1): each stage of the two recipes it reports,
+  predicted with the same recipes' H100 scenarios on B200; shown without a tolerance (the publication's software
+  is newer than the scenarios describe; the 30B policy training was fitted on, the 235B step includes validation).
 - the 235B projection (no published figures): step times of sync / async x autoregressive / EAGLE-3 on 512 and
   2048 GB200, and their end-to-end speedup over synchronous autoregressive.
 """
@@ -98,6 +101,27 @@ def nemo_rl_checks() -> list[Check]:
     return out
 
 
+# the stage report's recipes -> the scenario of the same recipe file (run with cluster.hardware=b200)
+STAGE_SCENARIOS = {"grpo-qwen3-30ba3b-4n8g": "nemo-rl-qwen3-30b-a3b-h100x32-on.yaml",
+                   "grpo-qwen3-235b-16n8g": "nemo-rl-qwen3-235b-a22b-h100x128-on.yaml"}
+STAGE_NOTES = {("Qwen3-30B-A3B", "policy_training"): " (fitted)",
+               ("Qwen3-235B-A22B", "total_step_time"): " (incl. validation)"}
+
+
+def stage_checks() -> list[Check]:
+    """Per-stage predicted vs published seconds of nemo_rl_stage_reports.csv (report only: no tolerance)."""
+    from simulator.fit.moe_training import read_stage_reports
+    rows = read_stage_reports(project_root() / "workloads/published/nemo_rl_stage_reports.csv")
+    out = []
+    for (system, model, recipe, gpus), g in rows.groupby(["system", "model", "recipe", "gpus"], sort=False):
+        s = _run(STAGE_SCENARIOS[recipe], [f"cluster.hardware={system.lower()}", f"cluster.gpus={int(gpus)}"])
+        for r in g.itertuples():
+            out.append(Check("nemo_rl_stage_reports", f"{system} {model} x{int(gpus)} ({recipe})",
+                             f"{r.stage} s{STAGE_NOTES.get((model, r.stage), '')}", float(r.seconds), s[r.stage],
+                             None))
+    return out
+
+
 def projection_235b(splits=(0.125, 0.25, 0.5)) -> pd.DataFrame:
     """Step times of the 235B projection scenarios. Async rows take the best generation / training split of the
     cluster among `splits` (fraction of GPUs that generate); `bound` says what limits the step."""
@@ -132,4 +156,4 @@ def projection_235b(splits=(0.125, 0.25, 0.5)) -> pd.DataFrame:
 
 
 def all_checks() -> list[Check]:
-    return paper_checks() + nemo_rl_checks()
+    return paper_checks() + nemo_rl_checks() + stage_checks()
