@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from simulator.validation.published import nemo_rl_checks, paper_checks, stage_checks
 
 GB200 = ("GB200 profile transferred from H200 (no Blackwell measurements); published GB200 NeMo-RL runs reach only "

@@ -19,12 +19,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from simulator.validation.published import (
-        nemo_rl_checks,
-        paper_checks,
-        projection_235b,
-        stage_checks,
-    )
+    from simulator.validation.published import nemo_rl_checks, paper_checks, projection_235b, stage_checks
     parts = set(args.only or ("paper", "nemo-rl", "stages", "projection"))
     checks = ((paper_checks() if "paper" in parts else []) + (nemo_rl_checks() if "nemo-rl" in parts else [])
               + (stage_checks() if "stages" in parts else []))

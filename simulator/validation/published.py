@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from simulator.fit.moe_training import read_stage_reports
 from simulator.paths import project_root, scenarios_dir
 from simulator.pipeline.run import run_pipeline
 from simulator.scenario import load_scenario
@@ -110,7 +111,6 @@ STAGE_NOTES = {("Qwen3-30B-A3B", "policy_training"): " (fitted)",
 
 def stage_checks() -> list[Check]:
     """Per-stage predicted vs published seconds of nemo_rl_stage_reports.csv (report only: no tolerance)."""
-    from simulator.fit.moe_training import read_stage_reports
     rows = read_stage_reports(project_root() / "workloads/published/nemo_rl_stage_reports.csv")
     out = []
     for (system, model, recipe, gpus), g in rows.groupby(["system", "model", "recipe", "gpus"], sort=False):
