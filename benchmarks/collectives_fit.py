@@ -4,6 +4,8 @@ For each set of measurements available:
 - Vidur's H100 DGX tables (calibration/vidur/network__h100_dgx__{all_reduce,send_recv}.csv, eager launches),
   fitted against the H100 base profile's links;
 - every NCCL table under calibration/collectives/ (measure_nccl.py), fitted against the H200 base profile's links;
+- vLLM's published H100 all-reduce timings per backend (calibration/collectives/vllm/*_vllm_backends.csv), fitted
+  against the H100 base profile's links;
 and prints, per link, collective and group size:
 1. the in-sample error of the fitted curves (predicted / measured - 1: median |err|, p90, max, median bias, and
    the median |err| over messages of 1 MiB and more);
@@ -42,9 +44,12 @@ def datasets(argv: list[str]) -> list[tuple[str, list[str], str]]:
     out = []
     if all(p.is_file() for p in VIDUR):
         out.append(("Vidur H100 DGX (eager)", [str(p) for p in VIDUR], "h100"))
-    nccl = sorted(str(p) for p in (ROOT / "calibration/collectives").rglob("*.csv"))
+    vllm = ROOT / "calibration/collectives/vllm"
+    nccl = sorted(str(p) for p in (ROOT / "calibration/collectives").rglob("*.csv") if vllm not in p.parents)
     for f in nccl:
         out.append((f"NCCL {Path(f).relative_to(ROOT)}", [f], "h200"))
+    for f in sorted(vllm.glob("*_vllm_backends.csv")):  # vLLM's published H100 timings, one row per backend
+        out.append((f"vLLM {f.relative_to(ROOT)}", [str(f)], "h100"))
     return out
 
 

@@ -240,6 +240,8 @@ class HardwareProfile(YamlModel):
     hbm_bandwidth: float  # bytes/s
     l2_bytes: float
     sm_count: int
+    compute_capability: str | None = Field(None, description="CUDA compute capability, e.g. '9.0' (vLLM picks its "
+                                           "all-reduce backends by it)")
     scale_up: Link
     scale_out: Link
     host_bandwidth: float = Field(64e9, gt=0, description="GPU <-> host memory, bytes/s per direction")

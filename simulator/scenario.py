@@ -111,6 +111,10 @@ class EngineConfig(YamlModel):
     verify_attention_backend: str | None = Field(None, description="kernel of speculative verify steps when the "
                                                                   "engine routes them apart from decodes")
     moe_kernel: str = "fused"
+    all_reduce: Literal["vllm", "nccl"] = Field(
+        "vllm", description="tensor-parallel all-reduce: vllm (vLLM's dispatch to its custom all-reduce or PyTorch "
+        "symmetric memory within a node, NCCL beyond) or nccl (NCCL alone: vLLM's disable_custom_all_reduce with "
+        "VLLM_ALLREDUCE_USE_SYMM_MEM=0)")
     step_overhead_s: float = Field(0.0, ge=0, description="CPU scheduling/sampling seconds per iteration")
     cpu_s_per_seq: float = Field(0.0, ge=0, description="CPU seconds per scheduled sequence per iteration (vLLM's "
                                  "scheduler and output path; calibration/vllm_cpu)")

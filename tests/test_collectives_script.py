@@ -12,7 +12,7 @@ import sys
 import pandas as pd
 import pytest
 
-from simulator.costmodel.collectives import ALGO_FACTOR
+from simulator.costmodel.collectives import ALGO_FACTOR, NCCL_OPS
 from simulator.paths import project_root
 
 ROOT = project_root()
@@ -79,8 +79,8 @@ def test_buffers_follow_the_collective_time_convention(script, n):
 
 
 def test_bus_factors_are_the_cost_models(script):
-    assert set(script.BUS_FACTOR) == set(ALGO_FACTOR)
-    for op in ALGO_FACTOR:
+    assert set(script.BUS_FACTOR) == set(NCCL_OPS)
+    for op in NCCL_OPS:
         for n in range(2, 17):
             assert script.BUS_FACTOR[op](n) == pytest.approx(ALGO_FACTOR[op](n))
     assert script.bus_bandwidth_GBps("all_reduce", 8, 1 << 30, 1e4) == pytest.approx(1.75 * (1 << 30) / 1e-2 / 1e9)
@@ -109,7 +109,7 @@ def test_smoke_run_on_cpu_writes_a_table_rlsim_fits(tmp_path):
     assert list(df.columns) == ["collective", "gpus", "bytes", "us", "us_min", "us_max", "algbw_GBps", "busbw_GBps",
                                 "mode", "inner", "reps", "dtype"]
     sizes = [1 << k for k in range(12, 18)]
-    assert set(df["collective"]) == set(ALGO_FACTOR)
+    assert set(df["collective"]) == set(NCCL_OPS)
     for op, r in df.groupby("collective"):
         assert sorted(r["bytes"]) == sizes, op
         assert set(r["gpus"]) == {2}
@@ -141,4 +141,4 @@ def test_smoke_run_out_of_time_leaves_an_incomplete_but_valid_table(tmp_path):
     assert "INCOMPLETE" in text
     assert pd.read_csv(tmp_path / "nccl.csv", comment="#").empty
     meta = json.loads((tmp_path / "nccl_device.json").read_text())
-    assert meta["complete"] is False and len(meta["cut_short"]) == len(ALGO_FACTOR)
+    assert meta["complete"] is False and len(meta["cut_short"]) == len(NCCL_OPS)

@@ -35,6 +35,10 @@ def test_committed_h200_profile_is_what_the_fit_command_produces(tmp_path):
     proc = run_cli("fit", "kernels", "--base", "h200", "calibration/h200/shared", "calibration/h200/measured",
                    "--out", str(out), "--no-cv")
     assert proc.returncode == 0, proc.stderr
+    # then the vLLM all-reduce curves, as hardware_profiles/regenerate.sh does
+    proc = run_cli("fit", "collectives", "calibration/collectives/vllm/h100_vllm_backends.csv", "--profile", str(out),
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
     fresh = HardwareProfile.load(out).to_dict()
     committed = HardwareProfile.load(ROOT / "hardware_profiles" / "h200.yaml").to_dict()
     fresh.pop("derivation"), committed.pop("derivation")

@@ -21,23 +21,18 @@ LATENCY = ("the 1-off step is latency-bound in rlsim: co-simulated with NeMo-RL'
            "lognormal-tailed responses (sigma 0.8, an assumption) needs 72 s on the 8 generation GPUs, its stragglers "
            "decoding beside the next batch (70 s a step, +8%), against the published 64.8 s step, while the "
            "on-policy row is 7% fast")
-GEN_235B = ("generation-bound: the training side takes 79 s (logprobs 22 s + training 52 s on 128 H100 + the 5.5 s "
-            "weight broadcast), but NeMo-RL's collector keeps at most 16 prompt groups in flight, each until its "
-            "slowest sample ends, so each group holds its slot for about 8082 decode steps of ~30 ms (TP8, at most 32 "
-            "sequences an engine) and a batch takes 450 s under load: 292 s a step against the published 231 s")
-
 KNOWN = {
     ("H100 Qwen3-30B-A3B 8-off bf16 x192", "step s"):
-        "8-off step 25% slow, generation-bound: the 64-GPU pool needs 43 s per batch (TP 2 engines of 128 "
+        "8-off step 23% slow, generation-bound: the 64-GPU pool needs 43 s per batch (TP 2 engines of 128 "
         "sequences, no async scheduling on the Ray executor); " + CPU,
-    ("H100 Qwen3-235B-A22B 1-off bf16 x256", "step s"): GEN_235B,
     ("H100 Qwen3-235B-A22B 1-off x256 / on x128", "off/on step-time ratio"):
-        "1-off row 28% slow (above), on-policy row 10% fast",
+        "1-off row 9% slow (generation-bound: NeMo-RL's collector keeps at most 16 prompt groups in flight, each "
+        "until its slowest sample, about 8082 decode steps at TP 8), on-policy row 10% fast",
     ("GB200 Llama-3.1-8B-Instruct 1-off x8 / on x8", "off/on step-time ratio"):
         "on-policy row 15% fast (" + GB200 + "), 1-off row 5% slow",
     ("GB200 Qwen3-235B-A22B 1-off bf16 x128", "step s"): GB200,
     ("GB200 Qwen3-235B-A22B 1-off x128 / on x64", "off/on step-time ratio"):
-        "1-off row 33% fast, on-policy row 17% fast (" + GB200 + ")",
+        "1-off row 30% fast, on-policy row 15% fast (" + GB200 + ")",
     ("H100 Llama-3.1-8B-Instruct 1-off x16 / on x16", "off/on step-time ratio"): LATENCY,
     ("H100 Qwen3-30B-A3B 1-off x32 / on x32", "off/on step-time ratio"):
         "on-policy row 2% slow, 1-off row 20% slow (training-bound: logprobs 36 s + training 132 s on 16 H100 with "
@@ -73,13 +68,14 @@ def test_autoregressive_rows_were_fitted():
 
 
 def test_most_nemo_rl_step_times_hold():
-    """A floor under the step rows: 14 of 17 within 20% since the H100 FP8 row trains in FP8 as its page says (13
-    before, 12 before the H100 profile priced vLLM's FA3 attention, 10 before MoE training paid its fitted per-layer
-    overhead; H100 9 of 11, GB200 5 of 6)."""
+    """A floor under the step rows: 15 of 17 within 20% since vLLM's TP all-reduce is priced on its own backends
+    (the H100 235B 1-off row: +26% -> +9%; 14 before, 13 before the H100 FP8 row trained in FP8, 12 before the H100
+    profile priced vLLM's FA3 attention, 10 before MoE training paid its fitted per-layer overhead; H100 10 of 11,
+    GB200 5 of 6)."""
     steps = [c for c in _NEMO if c.quantity == "step s"]
     h100 = [c for c in steps if c.row.startswith("H100")]
-    assert len(steps) == 17 and sum(c.ok for c in steps) >= 14
-    assert len(h100) == 11 and sum(c.ok for c in h100) >= 9
+    assert len(steps) == 17 and sum(c.ok for c in steps) >= 15
+    assert len(h100) == 11 and sum(c.ok for c in h100) >= 10
 
 
 _STAGES = {(c.row.split(" (")[0], c.quantity): c for c in stage_checks()}

@@ -80,12 +80,13 @@ def run(args) -> int:
     devices = sorted({str(m.get("gpu_names", [m.get("name", "?")])[0]) for m in meta}) if meta else []
     line = (f"{TAG} from: {names}" + (f" (measured on {', '.join(devices)})" if devices else "") + "; "
             + "; ".join(f"{link}.{op}" for link, op in sorted(fit.curves)) + ".")
-    kept = [ln for ln in prof.derivation.splitlines() if not ln.startswith(TAG)]
+    # a re-run on the same files replaces its own line; fits from other files (and their curves) stay
+    kept = [ln for ln in prof.derivation.splitlines() if not ln.startswith(f"{TAG} from: {names}")]
     while kept and not kept[-1].strip():
         kept.pop()
     new = prof.model_copy(update={"efficiency": eff, "derivation": "\n".join(kept + [line])})
 
-    header = [h for h in _header(src) if not h.startswith(HEADER_TAG)]
+    header = [h for h in _header(src) if not h.startswith(f"{HEADER_TAG} {' '.join(args.files)} --profile")]
     cmd = (f"{HEADER_TAG} {' '.join(args.files)} --profile {args.profile} --out {args.out}"
            + ("" if args.min_rows == 6 else f" --min-rows {args.min_rows}") + " (updates efficiency.collectives)")
     new.save(out, header="\n".join(header + [cmd]))

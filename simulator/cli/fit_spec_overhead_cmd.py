@@ -36,7 +36,7 @@ def run(args) -> int:
     if args.context < 1:
         raise RlsimError(f"must be >= 1 (got {args.context})", "--context")
     table = read_tpot_table(args.table)
-    target = StepCostModel(args.hardware, args.model, tp=args.tp, dtype=args.dtype)
+    target = StepCostModel(args.hardware, args.model, tp=args.tp, dtype=args.dtype, all_reduce="vllm")
     fit = fit_spec_overhead(target, table, args.drafter, args.draft_model, args.context, args.fit_k)
     out = {"hardware": target.hw.name, "model": target.model.name, "drafter": args.drafter,
            "step_overhead_s": fit.step_overhead_s, "spec_iteration_overhead_s": fit.iteration_overhead_s,

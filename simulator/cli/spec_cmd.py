@@ -71,7 +71,7 @@ def run(args) -> int:
     if args.context < 1:
         raise RlsimError(f"must be >= 1 (got {args.context})", "--context")
     acc = load_acceptance(args.profile, args.acceptance_length, args.acceptance_k, args.draft, args.rl_step)
-    target = StepCostModel(args.hardware, args.model, tp=args.tp, ep=args.ep, dtype=args.dtype)
+    target = StepCostModel(args.hardware, args.model, tp=args.tp, ep=args.ep, dtype=args.dtype, all_reduce="vllm")
     spec = SpecDecodeCost(target, DraftConfig(method=args.draft, draft_model=args.draft_model,
                                               draft_tp=args.draft_tp, tree_tokens=args.tree_tokens,
                                               tree_depth=args.tree_depth, tree_width=args.tree_width,

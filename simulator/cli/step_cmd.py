@@ -30,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--attention-backend", help="override the profile's attention backend")
     p.add_argument("--moe-kernel", help="override the profile's MoE kernel (padded_bmm, grouped, fused)")
     p.add_argument("--eager", action="store_true", help="no CUDA graph: pay the eager launch cost")
+    p.add_argument("--all-reduce", choices=("vllm", "nccl"), default="vllm",
+                   help="tensor-parallel all-reduce: vLLM's dispatch (default) or NCCL alone")
     p.add_argument("--cases", help="CSV of steps to predict (columns model,batch,q_len,context[,tp,ep,pp,dtype])")
     p.add_argument("--out", help="output CSV for --cases")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -47,8 +49,8 @@ def _positive(v, name: str) -> int:
 class _Models:
     """StepCostModels cached by configuration."""
 
-    def __init__(self, hardware, kv_dtype, attention_backend, moe_kernel):
-        self.hardware, self.kv_dtype = hardware, kv_dtype
+    def __init__(self, hardware, kv_dtype, attention_backend, moe_kernel, all_reduce="vllm"):
+        self.hardware, self.kv_dtype, self.all_reduce = hardware, kv_dtype, all_reduce
         self.attention_backend, self.moe_kernel = attention_backend, moe_kernel
         self.cache = {}
 
@@ -58,7 +60,7 @@ class _Models:
         if key not in self.cache:
             self.cache[key] = StepCostModel(self.hardware, model, tp=tp, ep=ep, pp=pp, dtype=dtype,
                                             kv_dtype=self.kv_dtype, attention_backend=self.attention_backend,
-                                            moe_kernel=self.moe_kernel)
+                                            moe_kernel=self.moe_kernel, all_reduce=self.all_reduce)
         return self.cache[key]
 
 
@@ -71,7 +73,7 @@ def _plan(sm, batch, context):
 def run(args) -> int:
     from simulator.hardware import load_hardware
     hw = load_hardware(args.hardware, field="--hardware")
-    models = _Models(hw, args.kv_dtype, args.attention_backend, args.moe_kernel)
+    models = _Models(hw, args.kv_dtype, args.attention_backend, args.moe_kernel, args.all_reduce)
     if args.cases:
         return _run_cases(args, models)
     if not args.model:

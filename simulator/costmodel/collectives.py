@@ -3,26 +3,45 @@
 Algorithm bytes per GPU (NCCL's bus-bandwidth convention): all-reduce 2(n-1)/n * size, all-gather and
 reduce-scatter (n-1)/n * size (size = the full output / input), all-to-all (n-1)/n * size (size = the
 per-GPU send buffer), send/recv size. The latency grows with the ring steps (LATENCY_STEPS).
+
+`vllm_all_reduce` is the tensor-parallel all-reduce of a vLLM engine: vLLM dispatches it by size to its custom
+all-reduce (one- or two-stage, over CUDA IPC) or to PyTorch symmetric memory (NVLink multicast or two-shot) within a
+node, and to NCCL beyond them (costmodel/vllm_all_reduce.py). Each of those backends has its own curve (op
+`vllm_<backend>`), fitted on vLLM's published benchmark timings (calibration/collectives/README.md), with NCCL
+all-reduce's byte convention (2(n-1)/n x size; the fitted efficiency absorbs what each algorithm really moves) and a
+latency that grows with the n-1 peers each one synchronises with. Where vLLM runs NCCL, or the profile has no curve for the
+backend, the NCCL all-reduce curve prices it.
 """
 from __future__ import annotations
 
 import math
 from functools import lru_cache
 
+from simulator.costmodel.vllm_all_reduce import dispatched_backend
 from simulator.hardware import CollectiveCurve, HardwareProfile, Link
 
 ALGO_FACTOR = {
     "all_reduce": lambda n: 2.0 * (n - 1) / n,
+    "vllm_ca_1stage": lambda n: 2.0 * (n - 1) / n,
+    "vllm_ca_2stage": lambda n: 2.0 * (n - 1) / n,
+    "vllm_symm_mem_multimem": lambda n: 2.0 * (n - 1) / n,
+    "vllm_symm_mem_two_shot": lambda n: 2.0 * (n - 1) / n,
     "all_gather": lambda n: (n - 1) / n,
     "reduce_scatter": lambda n: (n - 1) / n,
     "all_to_all": lambda n: (n - 1) / n,
     "send_recv": lambda n: 1.0,
 }
 
+NCCL_OPS = tuple(op for op in ALGO_FACTOR if not op.startswith("vllm_"))  # what NCCL (and measure_nccl.py) runs
+
 # ring steps of the latency term: a ring all-reduce is a reduce-scatter then an all-gather (2(n-1) steps);
 # all-to-all exchanges with n-1 peers; a send/recv is one message.
 LATENCY_STEPS = {
     "all_reduce": lambda n: 2.0 * (n - 1),
+    "vllm_ca_1stage": lambda n: float(n - 1),
+    "vllm_ca_2stage": lambda n: float(n - 1),
+    "vllm_symm_mem_multimem": lambda n: float(n - 1),
+    "vllm_symm_mem_two_shot": lambda n: float(n - 1),
     "all_gather": lambda n: float(n - 1),
     "reduce_scatter": lambda n: float(n - 1),
     "all_to_all": lambda n: float(n - 1),
@@ -81,10 +100,24 @@ def collective_time(hw: HardwareProfile, op: str, size_bytes: float, group: int,
     if group <= 1 or size_bytes <= 0:
         return 0.0
     spread = max(group, span or group)
+    if op == "vllm_all_reduce":
+        op, spread = _vllm_op(hw, size_bytes, group, spread)
     if op == "all_to_all" and spread > hw.scale_up.domain_size:
         return _split_all_to_all(hw, size_bytes, group, spread)
     link_name, link = link_for(hw, spread)
     return curve_time(_curve(hw, link_name, link, op), link.bandwidth, op, ALGO_FACTOR[op](group) * size_bytes, group)
+
+
+def vllm_backend(hw: HardwareProfile, size_bytes: float, group: int) -> str:
+    """The backend vLLM runs this TP all-reduce on (a TP group of up to 8 GPUs lies in one node or NVLink domain)."""
+    return dispatched_backend(hw.compute_capability, group, size_bytes, one_node=group <= hw.scale_up.domain_size)
+
+
+def _vllm_op(hw: HardwareProfile, size_bytes: float, group: int, spread: int) -> tuple[str, int]:
+    op = "vllm_" + vllm_backend(hw, size_bytes, group)
+    if op in hw.efficiency.collectives.get("scale_up", {}):
+        return op, group  # within one node, whatever else the replica spans
+    return "all_reduce", spread
 
 
 def _curve(hw: HardwareProfile, link_name: str, link: Link, op: str) -> CollectiveCurve:

@@ -57,10 +57,12 @@ class StepCostModel:
     def __init__(self, hardware: HardwareProfile | str, model: ModelConfig | str, tp: int = 1, ep: int = 1,
                  pp: int = 1, dtype: str = "bf16", kv_dtype: str = "bf16", attention_backend: str | None = None,
                  moe_kernel: str | None = None, exclude_ops: tuple[str, ...] = (),
-                 verify_attention_backend: str | None = None):
+                 verify_attention_backend: str | None = None, all_reduce: str = "nccl"):
         """exclude_ops: GEMMs to leave out by name (e.g. an EAGLE head's `fc` after its first draft step).
         verify_attention_backend: the kernel that sequences with 2..32 new tokens (speculative verify) run on,
-        when the engine routes them apart from single-token decodes (default: the same as decode)."""
+        when the engine routes them apart from single-token decodes (default: the same as decode).
+        all_reduce: the tensor-parallel all-reduce, "nccl" (Megatron's) or "vllm" (a vLLM engine's dispatch to its
+        custom / symmetric-memory all-reduce within a node; costmodel/collectives.py)."""
         self.hw = load_hardware(hardware)
         self.model = load_model(model)
         self.par = Parallelism(tp, ep, pp)
@@ -98,6 +100,10 @@ class StepCostModel:
         for op in ("rms_norm", "add", "silu", "mul", "copy"):
             if op not in eff.elementwise:
                 raise RlsimError(f"profile {self.hw.name} lacks the elementwise curve {op!r}", "hardware")
+        if all_reduce not in ("nccl", "vllm"):
+            raise RlsimError(f"unknown all-reduce {all_reduce!r} (nccl, vllm)", "all_reduce")
+        self.all_reduce = all_reduce
+        self.tp_all_reduce = "vllm_all_reduce" if all_reduce == "vllm" else "all_reduce"
         self.exclude_ops = tuple(exclude_ops)
         self._build()
         self._tok_cache: dict[tuple[int, int], tuple[float, dict, int]] = {}
@@ -225,7 +231,7 @@ class StepCostModel:
             bd["comm"] += count * collective_time(hw, op, size, group, span)
 
         if par.tp > 1:
-            comm("all_reduce", act, par.tp, 2 * m.layers)
+            comm(self.tp_all_reduce, act, par.tp, 2 * m.layers)
             if logit_tokens:
                 comm("all_gather", logit_tokens * self.vocab_local * par.tp * 2.0, par.tp, 1)
         if par.ep > 1 and m.moe_layers:

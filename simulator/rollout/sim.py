@@ -100,7 +100,7 @@ class RolloutSimulator:
             target = StepCostModel(hw, model, tp=par.tp, ep=par.ep, pp=par.pp, dtype=e.dtype, kv_dtype=kv_dtype,
                                    attention_backend=e.attention_backend,
                                    moe_kernel=e.moe_kernel if model.is_moe else None,
-                                   verify_attention_backend=e.verify_attention_backend)
+                                   verify_attention_backend=e.verify_attention_backend, all_reduce=e.all_reduce)
         except RlsimError as err:
             raise _remap(err) from None
         self.hw, self.model, self.par = hw, model, par

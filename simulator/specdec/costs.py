@@ -95,7 +95,7 @@ class SpecDecodeCost:
             head = load_model(draft.draft_model, "speculative.draft_model") if draft.draft_model \
                 else find_draft_head(tm, kind)
             tp = target.par.tp if head.attention.heads % target.par.tp == 0 else 1
-            kw = dict(tp=tp, dtype=target.dtype, attention_backend=None)
+            kw = dict(tp=tp, dtype=target.dtype, attention_backend=None, all_reduce=target.all_reduce)
             self.draft_first = StepCostModel(hw, head, **kw)
             # later chain steps: EAGLE-3 feeds its own feature back (no fc over target states); EAGLE-1 fuses
             # the new token's embedding at every step (fc kept)
@@ -107,7 +107,8 @@ class SpecDecodeCost:
                 raise RlsimError("draft_model needs speculative.draft_model (a catalogue model)",
                                  "speculative.draft_model")
             dm = load_model(draft.draft_model, "speculative.draft_model")
-            self.draft_first = self.draft_next = StepCostModel(hw, dm, tp=draft.draft_tp, dtype=target.dtype)
+            self.draft_first = self.draft_next = StepCostModel(hw, dm, tp=draft.draft_tp, dtype=target.dtype,
+                                                                all_reduce=target.all_reduce)
         if draft.method == "tree" and (draft.tree_tokens < 1 or draft.tree_depth < 1):
             raise RlsimError("tree needs tree_tokens >= 1 and tree_depth >= 1", "speculative.tree_tokens")
         vocab = tm.vocab

@@ -178,6 +178,12 @@ REFIT_COPY_SOURCES = {
                                       "the published runs' hosts launch as fast as the H200 host",
 }
 SOURCES_COMMON.update(REFIT_COPY_SOURCES)
+SOURCES_COMMON["engine.all_reduce"] = (
+    "vLLM's default dispatch of the TP all-reduce (custom all-reduce, then PyTorch symmetric memory, then NCCL; "
+    "simulator/costmodel/vllm_all_reduce.py): NeMo-RL sets neither disable_custom_all_reduce nor "
+    "VLLM_ALLREDUCE_USE_SYMM_MEM (nemo_rl/models/generation/vllm/vllm_worker.py, NVIDIA-NeMo/RL @00f334e3; "
+    "calibration/collectives/README.md). Assumption: symmetric memory on, as vLLM 0.11.0 and 0.18.0 ship it (main "
+    "had it off for about three weeks from 2025-10-15); it changes only TP 6/8 groups, none of them in a v0.5 run")
 
 
 @lru_cache(maxsize=None)
@@ -227,7 +233,7 @@ def engine_defaults(async_engine: bool, release: str, vllm_tp: int) -> dict:
     seqs, tokens = (128, 2048) if async_engine else (1024, 16384)
     return {"max_num_seqs": seqs, "max_num_batched_tokens": tokens, "cuda_graph_max_batch": min(2 * seqs, 512),
             **VLLM_OVERHEADS, "cpu_s_per_seq": VLLM_CPU_S_PER_SEQ[async_engine],
-            "async_scheduling": vllm_async_scheduling(release, vllm_tp)}
+            "async_scheduling": vllm_async_scheduling(release, vllm_tp), "all_reduce": "vllm"}
 
 
 def write(name: str, data: dict, header: str) -> None:
