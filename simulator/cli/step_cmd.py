@@ -49,7 +49,7 @@ def _positive(v, name: str) -> int:
 class _Models:
     """StepCostModels cached by configuration."""
 
-    def __init__(self, hardware, kv_dtype, attention_backend, moe_kernel, all_reduce="vllm"):
+    def __init__(self, hardware, kv_dtype, attention_backend, moe_kernel, all_reduce):
         self.hardware, self.kv_dtype, self.all_reduce = hardware, kv_dtype, all_reduce
         self.attention_backend, self.moe_kernel = attention_backend, moe_kernel
         self.cache = {}

@@ -17,35 +17,29 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-from simulator.costmodel.vllm_all_reduce import dispatched_backend
+from simulator.costmodel.vllm_all_reduce import CURVED_BACKENDS, dispatched_backend
 from simulator.hardware import CollectiveCurve, HardwareProfile, Link
 
-ALGO_FACTOR = {
+NCCL_ALGO_FACTOR = {
     "all_reduce": lambda n: 2.0 * (n - 1) / n,
-    "vllm_ca_1stage": lambda n: 2.0 * (n - 1) / n,
-    "vllm_ca_2stage": lambda n: 2.0 * (n - 1) / n,
-    "vllm_symm_mem_multimem": lambda n: 2.0 * (n - 1) / n,
-    "vllm_symm_mem_two_shot": lambda n: 2.0 * (n - 1) / n,
     "all_gather": lambda n: (n - 1) / n,
     "reduce_scatter": lambda n: (n - 1) / n,
     "all_to_all": lambda n: (n - 1) / n,
     "send_recv": lambda n: 1.0,
 }
-
-NCCL_OPS = tuple(op for op in ALGO_FACTOR if not op.startswith("vllm_"))  # what NCCL (and measure_nccl.py) runs
+NCCL_OPS = tuple(NCCL_ALGO_FACTOR)  # what NCCL (and measure_nccl.py) runs
+VLLM_OPS = tuple(f"vllm_{b}" for b in CURVED_BACKENDS)  # vLLM's own all-reduce kernels, NCCL's byte convention
+ALGO_FACTOR = {**NCCL_ALGO_FACTOR, **dict.fromkeys(VLLM_OPS, NCCL_ALGO_FACTOR["all_reduce"])}
 
 # ring steps of the latency term: a ring all-reduce is a reduce-scatter then an all-gather (2(n-1) steps);
 # all-to-all exchanges with n-1 peers; a send/recv is one message.
 LATENCY_STEPS = {
     "all_reduce": lambda n: 2.0 * (n - 1),
-    "vllm_ca_1stage": lambda n: float(n - 1),
-    "vllm_ca_2stage": lambda n: float(n - 1),
-    "vllm_symm_mem_multimem": lambda n: float(n - 1),
-    "vllm_symm_mem_two_shot": lambda n: float(n - 1),
     "all_gather": lambda n: float(n - 1),
     "reduce_scatter": lambda n: float(n - 1),
     "all_to_all": lambda n: float(n - 1),
     "send_recv": lambda n: 1.0,
+    **dict.fromkeys(VLLM_OPS, lambda n: float(n - 1)),  # one kernel synchronising with n-1 peers
 }
 
 # used when a profile has no fitted curve for a collective: the link's own latency, and NCCL rings reaching

@@ -103,7 +103,6 @@ class StepCostModel:
         if all_reduce not in ("nccl", "vllm"):
             raise RlsimError(f"unknown all-reduce {all_reduce!r} (nccl, vllm)", "all_reduce")
         self.all_reduce = all_reduce
-        self.tp_all_reduce = "vllm_all_reduce" if all_reduce == "vllm" else "all_reduce"
         self.exclude_ops = tuple(exclude_ops)
         self._build()
         self._tok_cache: dict[tuple[int, int], tuple[float, dict, int]] = {}
@@ -231,7 +230,7 @@ class StepCostModel:
             bd["comm"] += count * collective_time(hw, op, size, group, span)
 
         if par.tp > 1:
-            comm(self.tp_all_reduce, act, par.tp, 2 * m.layers)
+            comm("vllm_all_reduce" if self.all_reduce == "vllm" else "all_reduce", act, par.tp, 2 * m.layers)
             if logit_tokens:
                 comm("all_gather", logit_tokens * self.vocab_local * par.tp * 2.0, par.tp, 1)
         if par.ep > 1 and m.moe_layers:

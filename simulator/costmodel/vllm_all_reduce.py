@@ -20,6 +20,7 @@ SYMM_MEM_ALL_REDUCE_MAX_SIZES = {"9.0": {2: 64 * MiB, 4: 32 * MiB, 6: 64 * MiB, 
 WORLD_SIZES_MULTIMEM = {"9.0": (4, 6, 8), "10.0": (6, 8)}
 CA_WORLD_SIZES = (2, 4, 6, 8)
 BACKENDS = ("ca_1stage", "ca_2stage", "symm_mem_multimem", "symm_mem_two_shot", "pynccl")
+CURVED_BACKENDS = BACKENDS[:-1]  # each has its own curve; vLLM's NCCL fallback is priced with NCCL's
 
 
 def dispatched_backend(cc: str | None, world_size: int, nbytes: float, one_node: bool = True) -> str:

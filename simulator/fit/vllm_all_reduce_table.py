@@ -16,20 +16,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from simulator.costmodel.vllm_all_reduce import BACKENDS, MiB
+from simulator.costmodel.vllm_all_reduce import BACKENDS, CURVED_BACKENDS, MiB
 from simulator.errors import RlsimError
+from simulator.fit.measurements import _read_csv
+from simulator.yamlio import write_text_atomic
 
-FITTED_BACKENDS = tuple(b for b in BACKENDS if b != "pynccl")
 MIN_SIZES = 3
 
 
 def read_raw(path: str | Path) -> pd.DataFrame:
     """A published table (tp, mib, <backend>_ms; `#` lines for provenance)."""
     p = Path(path)
-    try:
-        raw = pd.read_csv(p, comment="#")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise RlsimError(f"not a readable CSV ({' '.join(str(e).split())[:120]})", str(p)) from None
+    if not p.is_file():
+        raise RlsimError("no such file", str(p))
+    raw = _read_csv(p)
     missing = {"tp", "mib"} - set(raw.columns)
     if missing:
         raise RlsimError(f"missing columns {sorted(missing)} (a vLLM all-reduce table has tp, mib, <backend>_ms)",
@@ -42,7 +42,7 @@ def read_raw(path: str | Path) -> pd.DataFrame:
 def long_rows(raw: pd.DataFrame, source: str, min_sizes: int = MIN_SIZES) -> pd.DataFrame:
     """Every published cell of the fitted backends as (collective, gpus, bytes, us, mode, source) rows."""
     out = []
-    for b in FITTED_BACKENDS:
+    for b in CURVED_BACKENDS:
         col = f"{b}_ms"
         if col not in raw.columns:
             continue
@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"# Written by: python -m simulator.fit.vllm_all_reduce_table {a.raw} --out {a.out}\n"
               f"# Every cell of {Path(a.raw).name} for the groups with >= {MIN_SIZES} sizes, one row per backend "
               f"(collective vllm_<backend>); microseconds per call, CUDA-graph replay.\n")
-    tmp = Path(a.out).with_name(Path(a.out).name + ".tmp")
-    tmp.write_text(header + rows.to_csv(index=False))
-    tmp.replace(a.out)
+    write_text_atomic(a.out, header + rows.to_csv(index=False))
     print(f"{len(rows)} rows -> {a.out}")
     return 0
 
