@@ -232,3 +232,23 @@ def test_run_cli_bad_input():
     stray = run_cli("run", "workloads/scenarios/default.yaml", "extra.yaml")
     assert_one_line_error(stray, "unrecognized arguments: extra.yaml")
     assert stray.stderr.startswith("rlsim: error: unrecognized"), stray.stderr
+
+
+def test_colocated_engines_back_their_weights_up_to_pinned_host_memory_at_sleep_level_1():
+    """NeMo-RL's vLLM sleeps at level 1: the weights go to pinned host memory after generation (in its generation
+    timer) and come back at the wake-up before the refit (in weight_sync), one copy of the engine's weights each."""
+    scn = load_scenario()
+    one = run_pipeline(scn, steps=1)
+    two = run_pipeline(load_scenario(None, ["pipeline.engine_sleep_level=2"]), steps=1)
+    d = one.steps["training_detail"].iloc[0]
+    sim = RolloutSimulator(scn)
+    hw = sim.hw
+    expect = sim.memory.weights / (hw.efficiency.host_copy.pinned_eff * hw.host_bandwidth)
+    assert d["engine_sleep"] == pytest.approx(expect) and d["engine_wake"] == pytest.approx(expect) and expect > 0.05
+    a, b = one.summary(), two.summary()
+    assert a["generation"] - b["generation"] == pytest.approx(expect)
+    assert a["weight_sync"] - b["weight_sync"] == pytest.approx(expect)
+    assert two.steps["training_detail"].iloc[0]["engine_sleep"] == 0.0
+    apart = run_pipeline(load_scenario(None, ["pipeline.mode=async", "pipeline.colocated=false"]),
+                         steps=3).steps["training_detail"].iloc[-1]
+    assert apart["engine_sleep"] == 0.0 and apart["engine_wake"] == 0.0

@@ -82,8 +82,9 @@ _STAGES = {(c.row.split(" (")[0], c.quantity): c for c in stage_checks()}
 
 
 def test_stage_report_rows_are_shown_without_a_tolerance():
-    """nemo_rl_stage_reports.csv in `rlsim validate`: every published stage of both B200 recipes, report only."""
-    assert len(_STAGES) == 8 and all(c.tolerance is None for c in _STAGES.values())
+    """nemo_rl_stage_reports.csv in `rlsim validate`: every published stage of both B200 recipes (and their refit
+    times from two other jobs of the same report), report only."""
+    assert len(_STAGES) == 10 and all(c.tolerance is None for c in _STAGES.values())
     assert ("B200 Qwen3-30B-A3B x32", "policy_training s (fitted)") in _STAGES
 
 
@@ -101,9 +102,19 @@ def test_b200_30b_logprob_passes():
     assert abs(_STAGES[("B200 Qwen3-30B-A3B x32", "policy_and_reference_logprobs s")].rel_error) < 0.2
 
 
+@pytest.mark.xfail(strict=True, reason="colocated refit of the MoE recipes is short: 6.5 s vs 11.4 s reported for the 30B-A3B "
+                   "(-43%), 11.4 s vs 15.7 s for the 235B (-27%); rlsim prices the trainer-state offload, vLLM's "
+                   "sleep-mode weight restore and the IPC copies (HBM traffic and a measured host cost per tensor copy), "
+                   "not the trainer's gather of the export over expert-parallel ranks nor vLLM's per-tensor MoE weight "
+                   "loading")
+@pytest.mark.parametrize("model", ["Qwen3-30B-A3B x32", "Qwen3-235B-A22B x128"])
+def test_b200_colocated_refit(model):
+    assert abs(_STAGES[(f"B200 {model}", f"weight_sync s (job {'507302' if '30B' in model else '507112'})")].rel_error) < 0.2
+
+
 def test_validate_only_stages_prints_them_and_fails_nothing():
     p = run_cli("validate", "--only", "stages", "--json")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert len(out["checks"]) == 8 and out["failed"] == 0 and out["passed"] == 0
+    assert len(out["checks"]) == 10 and out["failed"] == 0 and out["passed"] == 0
     assert {c["table"] for c in out["checks"]} == {"nemo_rl_stage_reports"} and "projection_235b" not in out

@@ -47,6 +47,10 @@ class PipelineConfig(YamlModel):
         10.0, gt=0, description="colocated: optimizer-state bytes moved per parameter of the GPU's optimizer shard "
                                 "(NeMo-RL issue #3976: 4.94 GB for Qwen2.5-0.5B's 494M parameters, i.e. fp32 exp_avg "
                                 "and exp_avg_sq plus the 16-bit remainder of the fp32 master weights)")
+    engine_sleep_level: Literal[0, 1, 2] = Field(
+        1, description="colocated: the vLLM sleep level between generation and training (NeMo-RL's vllm_worker.py "
+                       "sleeps at level 1: the engine's weights are copied to pinned host memory after generation "
+                       "and back before the refit; 2 discards them, 0 does not sleep)")
     response_growth_per_step: float = Field(0.0, description="relative growth of response lengths per RL step")
     distinct_rollouts: int = Field(2, ge=0, description="when nothing changes between steps (no length growth, no "
                                                         "acceptance drift), simulate at most this many rollouts and "

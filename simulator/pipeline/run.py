@@ -23,8 +23,8 @@ from simulator.pipeline.sim import TIMERS, StepCosts, simulate
 from simulator.rollout.sim import RolloutSimulator, build_acceptance
 from simulator.rollout.workload import RequestBatch, sample_requests
 from simulator.scenario import Scenario
-from simulator.training.cost import (TrainingCostModel, TrainSetup, colocated_offload_time, reference_swap_time,
-                                     refit_time)
+from simulator.training.cost import (TrainingCostModel, TrainSetup, colocated_offload_time, engine_sleep_copy_time,
+                                     reference_swap_time, refit_time)
 
 OUTPUT_KEYS = TIMERS + ("rollout_tokens_per_s", "tokens_per_s_per_gpu")
 
@@ -149,12 +149,17 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
     # trainer-state moves per step (the same every step): the reference-weight swap of the reference logprobs, and
     # for colocated runs the offload before generation (in the refit) and the onload after it (before training)
     moves = {"reference_swap": reference_swap_time(train_model.hw, train_model.model, train_model.s)
-             if tr.reference_logprobs else 0.0, "state_offload": 0.0, "state_onload": 0.0}
+             if tr.reference_logprobs else 0.0, "state_offload": 0.0, "state_onload": 0.0,
+             "engine_sleep": 0.0, "engine_wake": 0.0}
     if p.colocated and p.offload_optimizer:
         off = colocated_offload_time(train_model.hw, train_model.model, train_model.s,
                                      p.offload_optimizer_bytes_per_param).parts
         moves["state_offload"] = off["optimizer_offload"] + off["params_offload"]  # NeMo-RL: prepare_for_generation
         moves["state_onload"] = off["optimizer_onload"] + off["params_onload"]  # NeMo-RL: logprob/training prep
+    if p.colocated and p.engine_sleep_level == 1:
+        # vLLM's sleep backs the weights up to the host (NeMo-RL's finish_generation, in its generation timer) and
+        # the wake-up copies them back (prepare_for_generation, before the refit overwrites them)
+        moves["engine_sleep"] = moves["engine_wake"] = engine_sleep_copy_time(sim.hw, sim.memory.weights)
     for i, (gen_s, req, res_notes, mean_acc, carried_n, preempt) in enumerate(per_step):
         done = req[req["finished"]]
         lens = (done["prompt_tokens"] + done["response_tokens"]).to_numpy(dtype=np.int64)
@@ -176,9 +181,9 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
                         draft_params=draft_params if train_draft else 0.0,
                         broadcast_bytes_per_s=p.refit_broadcast_bytes_per_s,
                         copy_overhead_s=p.refit_copy_overhead_s)
-        refit_s = rf.total_s + moves["state_offload"]
+        refit_s = rf.total_s + moves["state_offload"] + moves["engine_wake"]
         train_s += moves["state_onload"]
-        costs.append(StepCosts(generation_s=gen_s, reward_s=reward_s, logprob_s=lp_s, train_s=train_s,
+        costs.append(StepCosts(generation_s=gen_s + moves["engine_sleep"], reward_s=reward_s, logprob_s=lp_s, train_s=train_s,
                                refit_s=refit_s, data_s=p.data_s, generated_tokens=generated,
                                total_tokens=total_tokens, mean_acceptance_length=mean_acc))
         rows.append({"samples": samples, "generated_tokens": generated, "mean_acceptance_length": mean_acc,

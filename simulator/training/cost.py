@@ -155,6 +155,13 @@ def colocated_offload_time(hw: HardwareProfile, model: ModelConfig, s: TrainSetu
     return TrainCost(sum(parts.values()), parts)
 
 
+def engine_sleep_copy_time(hw: HardwareProfile, engine_weight_bytes: float) -> float:
+    """Seconds of one copy of a vLLM engine's weights (`engine_weight_bytes` per GPU) between the GPU and pinned host
+    memory: vLLM's sleep at level 1 backs the weights up to a pinned CPU tensor (CuMemAllocator) and its wake-up
+    copies them back, once each per colocated RL step."""
+    return engine_weight_bytes / _host_rates(hw)[2]
+
+
 def reference_swap_time(hw: HardwareProfile, model: ModelConfig, s: TrainSetup) -> float:
     """Seconds per RL step to swap the reference weights into the training model for the reference logprobs and
     back (NeMo-RL's use_reference_model): one copy of the bf16 weights to pinned host memory, two copies from it."""
