@@ -34,7 +34,7 @@ def test_the_overhead_is_per_moe_layer_per_micro_batch_per_stage():
 
 def test_the_shipped_value_reproduces_the_stage_it_was_fitted_on():
     """The B200 30B-A3B recipe trains in the published 56.85 s with the shipped overhead (the kernels alone: ~11 s)."""
-    target = stage_seconds(STAGES, "B200", "Qwen3-30B-A3B", "policy_training")
+    target = stage_seconds(STAGES, "B200", "Qwen3-30B-A3B", "policy_training", gpus=32)
     assert target == 56.85
     with_c = _b200("nemo-rl-qwen3-30b-a3b-h100x32-on.yaml")["policy_training"]
     kernels = _b200("nemo-rl-qwen3-30b-a3b-h100x32-on.yaml", **{"training.moe_layer_overhead_s": 0})["policy_training"]
@@ -59,9 +59,19 @@ def test_the_fit_solves_the_linear_stage_and_refuses_a_model_without_moe_layers(
         fit_moe_layer_overhead(lambda c: 10.0, 50.0)
     with pytest.raises(RlsimError, match="no single"):
         stage_seconds(STAGES, "H100", "Qwen3-30B-A3B", "policy_training")
+    with pytest.raises(RlsimError, match="no single"):  # the report has it on 32 and on 16 B200
+        stage_seconds(STAGES, "B200", "Qwen3-30B-A3B", "policy_training")
 
 
 def test_a_negative_overhead_is_one_error_line():
     with pytest.raises(RlsimError, match="moe_layer_overhead_s"):
         load_scenario(SCEN / "nemo-rl-qwen3-30b-a3b-h100x32-on.yaml", ["training.moe_layer_overhead_s=-1"])
-    assert np.isfinite(stage_seconds(STAGES, "B200", "Qwen3-30B-A3B", "generation"))
+    assert np.isfinite(stage_seconds(STAGES, "B200", "Qwen3-30B-A3B", "generation", gpus=32))
+
+
+def test_the_30b_training_on_half_the_gpus_it_was_not_fitted_on_is_predicted():
+    """The same report's directional run of the 30B-A3B on 2 x 8 B200 (job 478052: steps 2-3, an older stack):
+    104.88 s of policy training; the overhead fitted on 32 GPUs predicts 111.3 s (+6%) on 16."""
+    target = stage_seconds(STAGES, "B200", "Qwen3-30B-A3B", "policy_training", gpus=16)
+    pred = _b200("nemo-rl-qwen3-30b-a3b-h100x32-on.yaml", **{"cluster.gpus": 16})["policy_training"]
+    assert abs(pred / target - 1) < 0.15

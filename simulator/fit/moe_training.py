@@ -24,10 +24,13 @@ def read_stage_reports(path: str | Path) -> pd.DataFrame:
     return read_csv_table(path, STAGE_COLUMNS, "published stage times", str(path))
 
 
-def stage_seconds(df: pd.DataFrame, system: str, model: str, stage: str) -> float:
+def stage_seconds(df: pd.DataFrame, system: str, model: str, stage: str, gpus: int | None = None) -> float:
+    """The published seconds of one stage (of the run on `gpus` GPUs where the report has several)."""
     rows = df[(df["system"] == system) & (df["model"] == model) & (df["stage"] == stage)]
+    if gpus is not None:
+        rows = rows[rows["gpus"] == gpus]
     if len(rows) != 1:
-        raise RlsimError(f"no single {stage} row for {system} {model}", "stage")
+        raise RlsimError(f"no single {stage} row for {system} {model}{f' on {gpus}' if gpus else ''}", "stage")
     return float(rows["seconds"].iloc[0])
 
 

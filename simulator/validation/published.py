@@ -105,9 +105,12 @@ def nemo_rl_checks() -> list[Check]:
 # the stage report's recipes -> the scenario of the same recipe file (run with cluster.hardware=b200)
 STAGE_SCENARIOS = {"grpo-qwen3-30ba3b-4n8g": "nemo-rl-qwen3-30b-a3b-h100x32-on.yaml",
                    "grpo-qwen3-235b-16n8g": "nemo-rl-qwen3-235b-a22b-h100x128-on.yaml"}
-STAGE_NOTES = {("Qwen3-30B-A3B", "policy_training"): " (fitted)",
-               ("Qwen3-235B-A22B", "total_step_time"): " (incl. validation)",
-               ("Qwen3-30B-A3B", "weight_sync"): " (job 507302)", ("Qwen3-235B-A22B", "weight_sync"): " (job 507112)"}
+STAGE_NOTES = {("Qwen3-30B-A3B", 32, "policy_training"): " (fitted)",
+               ("Qwen3-235B-A22B", 128, "total_step_time"): " (incl. validation)",
+               ("Qwen3-30B-A3B", 32, "weight_sync"): " (job 507302)",
+               ("Qwen3-235B-A22B", 128, "weight_sync"): " (job 507112)",
+               **{("Qwen3-30B-A3B", 16, st): " (older)" for st in ("policy_and_reference_logprobs",
+                                                                          "policy_training", "total_step_time")}}
 
 
 def stage_checks() -> list[Check]:
@@ -118,7 +121,7 @@ def stage_checks() -> list[Check]:
         s = _run(STAGE_SCENARIOS[recipe], [f"cluster.hardware={system.lower()}", f"cluster.gpus={int(gpus)}"])
         for r in g.itertuples():
             out.append(Check("nemo_rl_stage_reports", f"{system} {model} x{int(gpus)} ({recipe})",
-                             f"{r.stage} s{STAGE_NOTES.get((model, r.stage), '')}", float(r.seconds), s[r.stage],
+                             f"{r.stage} s{STAGE_NOTES.get((model, int(gpus), r.stage), '')}", float(r.seconds), s[r.stage],
                              None))
     return out
 

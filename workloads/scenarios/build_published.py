@@ -581,7 +581,7 @@ STAGES = "workloads/published/nemo_rl_stage_reports.csv"
 
 def fit_moe_overhead(h100_30b_on: dict) -> tuple[float, str]:
     """training.moe_layer_overhead_s fitted on the B200 30B-A3B policy-training time, and its source line."""
-    target = stage_seconds(read_stage_reports(ROOT / STAGES), "B200", "Qwen3-30B-A3B", "policy_training")
+    target = stage_seconds(read_stage_reports(ROOT / STAGES), "B200", "Qwen3-30B-A3B", "policy_training", gpus=32)
     d = yaml.safe_load(yaml.safe_dump(h100_30b_on))
     d["cluster"]["hardware"] = "b200"
     c = fit_moe_layer_overhead(
