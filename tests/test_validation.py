@@ -102,14 +102,15 @@ def test_b200_30b_logprob_passes():
     assert abs(_STAGES[("B200 Qwen3-30B-A3B x32", "policy_and_reference_logprobs s")].rel_error) < 0.2
 
 
-@pytest.mark.xfail(strict=True, reason="colocated refit of the MoE recipes is short: 6.5 s vs 11.4 s reported for the 30B-A3B "
-                   "(-43%), 11.4 s vs 15.7 s for the 235B (-27%); rlsim prices the trainer-state offload, vLLM's "
-                   "sleep-mode weight restore and the IPC copies (HBM traffic and a measured host cost per tensor copy), "
-                   "not the trainer's gather of the export over expert-parallel ranks nor vLLM's per-tensor MoE weight "
-                   "loading")
-@pytest.mark.parametrize("model", ["Qwen3-30B-A3B x32", "Qwen3-235B-A22B x128"])
-def test_b200_colocated_refit(model):
-    assert abs(_STAGES[(f"B200 {model}", f"weight_sync s (job {'507302' if '30B' in model else '507112'})")].rel_error) < 0.2
+@pytest.mark.xfail(strict=True, reason="colocated refit of the MoE recipes is short: 6.5 s vs 11.4 s reported for "
+                   "the 30B-A3B (-43%), 11.4 s vs 15.7 s for the 235B (-27%); rlsim prices the trainer-state offload, "
+                   "vLLM's sleep-mode weight restore and the IPC copies (HBM traffic and a measured host cost per "
+                   "tensor copy), not the trainer's gather of the export over expert-parallel ranks nor vLLM's "
+                   "per-tensor MoE weight loading")
+@pytest.mark.parametrize("row", ["Qwen3-30B-A3B x32 | 507302", "Qwen3-235B-A22B x128 | 507112"])
+def test_b200_colocated_refit(row):
+    model, job = row.split(" | ")
+    assert abs(_STAGES[(f"B200 {model}", f"weight_sync s (job {job})")].rel_error) < 0.2
 
 
 def test_validate_only_stages_prints_them_and_fails_nothing():

@@ -183,8 +183,8 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
                         copy_overhead_s=p.refit_copy_overhead_s)
         refit_s = rf.total_s + moves["state_offload"] + moves["engine_wake"]
         train_s += moves["state_onload"]
-        costs.append(StepCosts(generation_s=gen_s + moves["engine_sleep"], reward_s=reward_s, logprob_s=lp_s, train_s=train_s,
-                               refit_s=refit_s, data_s=p.data_s, generated_tokens=generated,
+        costs.append(StepCosts(generation_s=gen_s + moves["engine_sleep"], reward_s=reward_s, logprob_s=lp_s,
+                               train_s=train_s, refit_s=refit_s, data_s=p.data_s, generated_tokens=generated,
                                total_tokens=total_tokens, mean_acceptance_length=mean_acc))
         rows.append({"samples": samples, "generated_tokens": generated, "mean_acceptance_length": mean_acc,
                      "mean_response_tokens": float(done["response_tokens"].mean()) if samples else 0.0,

@@ -121,7 +121,8 @@ def stage_checks() -> list[Check]:
         s = _run(STAGE_SCENARIOS[recipe], [f"cluster.hardware={system.lower()}", f"cluster.gpus={int(gpus)}"])
         for r in g.itertuples():
             out.append(Check("nemo_rl_stage_reports", f"{system} {model} x{int(gpus)} ({recipe})",
-                             f"{r.stage} s{STAGE_NOTES.get((model, int(gpus), r.stage), '')}", float(r.seconds), s[r.stage],
+                             f"{r.stage} s{STAGE_NOTES.get((model, int(gpus), r.stage), '')}", float(r.seconds),
+                             s[r.stage],
                              None))
     return out
 
