@@ -109,8 +109,8 @@ STAGE_NOTES = {("Qwen3-30B-A3B", 32, "policy_training"): " (fitted)",
                ("Qwen3-235B-A22B", 128, "total_step_time"): " (incl. validation)",
                ("Qwen3-30B-A3B", 32, "weight_sync"): " (job 507302)",
                ("Qwen3-235B-A22B", 128, "weight_sync"): " (job 507112)",
-               **{("Qwen3-30B-A3B", 16, st): " (older)" for st in ("policy_and_reference_logprobs",
-                                                                          "policy_training", "total_step_time")}}
+               **{("Qwen3-30B-A3B", 16, st): " (older)"
+                  for st in ("policy_and_reference_logprobs", "policy_training", "total_step_time")}}
 
 
 def stage_checks() -> list[Check]:
@@ -120,10 +120,9 @@ def stage_checks() -> list[Check]:
     for (system, model, recipe, gpus), g in rows.groupby(["system", "model", "recipe", "gpus"], sort=False):
         s = _run(STAGE_SCENARIOS[recipe], [f"cluster.hardware={system.lower()}", f"cluster.gpus={int(gpus)}"])
         for r in g.itertuples():
+            note = STAGE_NOTES.get((model, int(gpus), r.stage), "")
             out.append(Check("nemo_rl_stage_reports", f"{system} {model} x{int(gpus)} ({recipe})",
-                             f"{r.stage} s{STAGE_NOTES.get((model, int(gpus), r.stage), '')}", float(r.seconds),
-                             s[r.stage],
-                             None))
+                             f"{r.stage} s{note}", float(r.seconds), s[r.stage], None))
     return out
 
 
