@@ -6,7 +6,11 @@ cd "$(dirname "$0")/.."
 # vLLM's published H100 all-reduce timings, one row per backend (calibration/collectives/README.md)
 python -m simulator.fit.vllm_all_reduce_table calibration/collectives/vllm/pr24111_h100.csv \
   --out calibration/collectives/vllm/h100_vllm_backends.csv
-rlsim fit kernels --base h200 calibration/h200/shared calibration/h200/measured --out hardware_profiles/h200.yaml
+# H200 NCCL: the H100 DGX's all-reduce and send/recv timings (Vidur; assumption: the same NCCL over the same
+# NVLink 4 / NVSwitch at the same 450 GB/s per direction, which the single-GPU device cannot measure)
+rlsim fit kernels --base h200 calibration/h200/shared calibration/h200/measured \
+  calibration/vidur/network__h100_dgx__all_reduce.csv calibration/vidur/network__h100_dgx__send_recv.csv \
+  --out hardware_profiles/h200.yaml
 # H200: the H100's vLLM all-reduce curves (assumption: the same SM 9.0 kernels over the same NVLink 4 / NVSwitch)
 rlsim fit collectives calibration/collectives/vllm/h100_vllm_backends.csv --profile hardware_profiles/h200.yaml \
   --out hardware_profiles/h200.yaml

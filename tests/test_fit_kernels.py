@@ -33,7 +33,8 @@ def _close(a, b, path=""):
 def test_committed_h200_profile_is_what_the_fit_command_produces(tmp_path):
     out = tmp_path / "h200.yaml"
     proc = run_cli("fit", "kernels", "--base", "h200", "calibration/h200/shared", "calibration/h200/measured",
-                   "--out", str(out), "--no-cv")
+                   "calibration/vidur/network__h100_dgx__all_reduce.csv",
+                   "calibration/vidur/network__h100_dgx__send_recv.csv", "--out", str(out), "--no-cv")
     assert proc.returncode == 0, proc.stderr
     # then the vLLM all-reduce curves, as hardware_profiles/regenerate.sh does
     proc = run_cli("fit", "collectives", "calibration/collectives/vllm/h100_vllm_backends.csv", "--profile", str(out),
