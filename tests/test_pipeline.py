@@ -27,14 +27,15 @@ def _costs(gen, train, n=6):
 def test_sync_colocated_is_the_sum_of_its_stages():
     r = simulate(_costs(100, 30), True)
     assert all(s["total_step_time"] == pytest.approx(0.5 + 2 + 100 + 1 + 10 + 20) for s in r.steps)
-    assert all(s["exposed_generation"] == 100 and s["idle/refit_bubble"] == 0 for s in r.steps)
+    # the reward is scored inside NeMo-RL's generation timer (run_multi_turn_rollout calls the environment)
+    assert all(s["generation"] == s["exposed_generation"] == 101 and s["idle/refit_bubble"] == 0 for s in r.steps)
 
 
 def test_sync_separate_pools_wait_for_each_other():
     r = simulate(_costs(100, 30), False)
     s = r.steps[-1]
-    assert s["idle/buffer_starvation"] == pytest.approx(100)  # training waits for the rollouts
-    assert s["idle/refit_bubble"] == pytest.approx(0.5 + 1 + 30)  # generation waits for the new weights
+    assert s["idle/buffer_starvation"] == pytest.approx(100 + 1)  # training waits for the scored rollouts
+    assert s["idle/refit_bubble"] == pytest.approx(0.5 + 30)  # generation waits for the new weights
 
 
 def _cosim(train_s, age=1, in_flight=True, n=6, seed=3):
@@ -86,7 +87,7 @@ def test_async_pace_is_set_by_the_slower_side():
     slow, _, alone = _cosim(train_s=4 * 60.0)
     s = slow.steps[-1]
     assert s["total_step_time"] == pytest.approx(0.1 + 4 * 60.0 + 0.5, rel=0.01)
-    assert s["exposed_generation"] == pytest.approx(0.0, abs=1e-6) and max(alone) < 60
+    assert s["exposed_generation"] == pytest.approx(0.1, abs=1e-6) and max(alone) < 60  # the last score only
     fast, _, _ = _cosim(train_s=1.0)
     f = fast.steps[-1]
     assert f["exposed_generation"] > 1.0 and f["total_step_time"] > 0.1 + 1.0 + 0.5 + 1.0
@@ -96,9 +97,25 @@ def test_stragglers_decode_beside_the_next_batch():
     """With 1-step-off generation the next batch starts while this one's stragglers still run, so a batch takes
     longer than it would alone on the engines (what the co-simulation adds over pricing batches alone)."""
     run, col, alone = _cosim(train_s=1.0)
-    lat = np.array([s["generation"] for s in run.steps])
+    lat = np.array([s["generation"] - 0.1 for s in run.steps])  # the generation timer ends with the last score
     assert lat[0] == pytest.approx(alone[0], rel=0.02)  # batch 0 starts on idle engines
     assert np.mean(lat[2:] / np.array(alone[2:])) > 1.05, (lat, alone)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_reward_is_generation_time_and_only_the_last_score_is_left_on_the_asyncllm_path(mode):
+    """NeMo-RL scores samples inside the rollout: the vllm.LLM path the whole batch after generation (samples /
+    workers scores in a row), the AsyncLLM path each sample as it finishes, leaving one score after the last."""
+    sets = ["reward.s_per_sample=0.02", "reward.workers=4", f"pipeline.mode={mode}", "pipeline.colocated=false"]
+    scn = load_scenario(None, sets)
+    samples = scn.rollout.prompts * scn.rollout.samples_per_prompt
+    batch = run_pipeline(load_scenario(None, sets + ["reward.per_sample=false"]), steps=4).steady
+    each = run_pipeline(load_scenario(None, sets + ["reward.per_sample=true"]), steps=4).steady
+    left = 0.02 * (samples / 4 - 1)
+    assert batch["generation"] - each["generation"] == pytest.approx(left, rel=1e-6)
+    if mode == "sync":  # async: the trainer's side may hide part of it
+        assert batch["total_step_time"] - each["total_step_time"] == pytest.approx(left, rel=1e-6)
+    assert (scn.reward.per_sample if scn.reward.per_sample is not None else mode == "async") == (mode == "async")
 
 
 def test_staleness_zero_async_is_no_faster_than_sync():

@@ -13,7 +13,9 @@ NVIDIA-NeMo/RL @0a27b1f4; workloads/published/nemo_rl_recipes.md sec. 4):
   for every group in flight to finish (`prepare_for_refit`).
 Acceptance that drifts over RL steps follows the weights: an engine decodes with the acceptance of RL step v
 while it holds weights of version v (sequences in flight across an in-flight update switch with it).
-The trainer takes batch j once all its groups are done, runs reward, logprobs and training, then refits.
+Each sample's reward is computed as it finishes (the collector's group workers run run_async_multi_turn_rollout,
+which calls the environment per sample), so only the last sample's (StepCosts.reward_s) is left once a batch's
+groups are done; then the trainer takes the batch, runs logprobs and training, and refits.
 
 Engines are sampled (`sample_engines`, pipeline.cosim_engines): with E identical data-parallel engines, n of them
 are simulated with their share n/E of each batch's prompt groups and of the in-flight limit. A sample sees fewer
@@ -179,6 +181,7 @@ def cosimulate_async(engines: list[Engine], stream: RequestBatch, costs: list[St
         for i, c in enumerate(costs):
             s = env.now
             yield col.done[i]
+            yield env.timeout(c.reward_s)
             rec[i]["idle/buffer_starvation"] = rec[i]["exposed_generation"] = env.now - s
             event("training", "idle: waiting for rollouts", s, env.now, i)
             yield from run_stages(env, rec[i], event, "training", i, training_stages(c))
@@ -208,7 +211,7 @@ def cosimulate_async(engines: list[Engine], stream: RequestBatch, costs: list[St
         env.process(col.engine_process(eng))
     env.run(until=env.process(trainer()))
     for i in range(n):
-        rec[i]["generation"] = float(col.ready_s[i] - col.start_s[i])
+        rec[i]["generation"] = float(col.ready_s[i] - col.start_s[i]) + costs[i].reward_s
         rec[i]["step"] = i
         event("generation", f"generation step {i}", col.start_s[i], col.ready_s[i], i, lane=i % (age + 1))
     if col.idle_engines == len(engines):

@@ -93,6 +93,11 @@ class TrainingConfig(YamlModel):
 class RewardConfig(YamlModel):
     """Reward computation (math verification on CPU workers)."""
 
-    s_per_sample: float = Field(0.0, ge=0)
+    s_per_sample: float = Field(0.0, ge=0, description="CPU seconds to score one sample")
     workers: int = Field(8, ge=1, description="parallel reward workers (NeMo-RL math env: 8)")
-    fixed_s: float = Field(0.0, ge=0)
+    fixed_s: float = Field(0.0, ge=0, description="seconds per RL step beyond the samples' scoring")
+    per_sample: bool | None = Field(
+        None, description="each sample is scored as it finishes, beside the generation, leaving only the last "
+                          "sample's score after it (NeMo-RL's AsyncLLM rollout path: async GRPO, and sync runs with "
+                          "vllm_cfg.async_engine); false: the whole batch after generation (the vllm.LLM path); "
+                          "default: true in async mode")

@@ -160,13 +160,15 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
         # vLLM's sleep backs the weights up to the host (NeMo-RL's finish_generation, in its generation timer) and
         # the wake-up copies them back (prepare_for_generation, before the refit overwrites them)
         moves["engine_sleep"] = moves["engine_wake"] = engine_sleep_copy_time(sim.hw, sim.memory.weights)
+    per_sample_reward = rw.per_sample if rw.per_sample is not None else p.mode == "async"
     for i, (gen_s, req, res_notes, mean_acc, carried_n, preempt) in enumerate(per_step):
         done = req[req["finished"]]
         lens = (done["prompt_tokens"] + done["response_tokens"]).to_numpy(dtype=np.int64)
         generated = int(req["generated_tokens"].sum())
         samples = int(len(lens))
         total_tokens = int(lens.sum())
-        reward_s = rw.fixed_s + rw.s_per_sample * samples / rw.workers
+        # the scoring left once the last sequence finishes: one sample's, or the whole batch's on the workers
+        reward_s = rw.fixed_s + rw.s_per_sample * (1 if per_sample_reward else samples / rw.workers)
         opt_steps = max(1, math.ceil(samples / tr.global_batch_size))
         lp = logprob_model.logprob_time(lens, passes=2 if tr.reference_logprobs else 1)
         lp_s = lp.total_s + moves["reference_swap"]

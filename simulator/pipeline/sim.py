@@ -4,7 +4,8 @@ Stage durations per RL step come in precomputed (`StepCosts`); this module only 
 who waits for whom, and records NeMo-RL's timers and a timeline.
 
 - sync, colocated: one pool alternates: data, weight refit (prepare_for_generation), generation, reward,
-  logprobs, training.
+  logprobs, training. The reward runs inside NeMo-RL's `generation` timer (run_multi_turn_rollout calls the
+  environment before it returns), so that timer counts it.
 - sync, not colocated: generation waits for the new weights; training waits for the rollouts; the generation pool
   idles during training (refit bubble) and the training pool during generation (buffer starvation).
 Async runs are co-simulated with the generation engines and NeMo-RL's trajectory collector
@@ -25,7 +26,7 @@ class StepCosts:
     """Seconds of each stage of one RL step, and its token counts."""
 
     generation_s: float  # from the start of the step's rollout until its last sequence finishes
-    reward_s: float
+    reward_s: float  # the reward computation left after the last sequence finishes (NeMo-RL's generation timer)
     logprob_s: float
     train_s: float
     refit_s: float  # weight transfer into the generation engines (both pools busy)
@@ -59,8 +60,8 @@ def simulate(costs: list[StepCosts], colocated: bool) -> PipelineRun:
                 t0 = env.now
                 yield from run_stages(env, rec[i], event, "cluster", i,
                                    [("data", c.data_s, None), ("weight_sync", c.refit_s, "weight_sync"),
-                                    ("generation", c.generation_s, "generation")] + training_stages(c)[1:])
-                rec[i]["exposed_generation"] = c.generation_s
+                                    *rollout_stages(c)] + training_stages(c)[1:])
+                rec[i]["exposed_generation"] = c.generation_s + c.reward_s
                 rec[i]["total_step_time"] = env.now - t0
                 rec[i]["end"] = env.now
         env.process(one_pool())
@@ -68,15 +69,21 @@ def simulate(costs: list[StepCosts], colocated: bool) -> PipelineRun:
     else:
         _two_pools(env, costs, rec, event)
     for i, c in enumerate(costs):
-        rec[i]["generation"] = c.generation_s
+        rec[i]["generation"] = c.generation_s + c.reward_s
         rec[i]["step"] = i
     run.steps = rec
     return run
 
 
+def rollout_stages(c: StepCosts) -> list[tuple]:
+    """(name, seconds, timer) of the rollout: generation, then the reward of what it generated, both in NeMo-RL's
+    generation timer."""
+    return [("generation", c.generation_s, "generation"), ("reward", c.reward_s, "generation")]
+
+
 def training_stages(c: StepCosts) -> list[tuple]:
-    """(name, seconds, timer) of the stages after generation: data, reward, logprobs, training."""
-    return [("data", c.data_s, None), ("reward", c.reward_s, None),
+    """(name, seconds, timer) of the stages after the rollout: data, logprobs, training."""
+    return [("data", c.data_s, None),
             ("logprobs", c.logprob_s, "policy_and_reference_logprobs"), ("training", c.train_s, "policy_training")]
 
 
@@ -111,6 +118,9 @@ def _two_pools(env, costs, rec, event):
             s = env.now
             yield env.timeout(c.generation_s)
             event("generation", f"generation step {j}", s, env.now, j)
+            s = env.now
+            yield env.timeout(c.reward_s)
+            event("generation", "reward", s, env.now, j)
             yield rollouts.put(j)
 
     env.process(generator())

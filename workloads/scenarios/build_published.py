@@ -143,6 +143,10 @@ SOURCES_COMMON = {
                                  "have similar lengths: Seer, arXiv 2511.14617, builds its scheduler on that; no "
                                  "published figure for these runs)",
     "reward.s_per_sample": "assumption: math verification on CPU workers, 5 ms per sample (NeMo-RL math env, 8 workers)",
+    "reward.per_sample": "NeMo-RL scores a sample inside its rollout, so the reward is in the generation timer: "
+                         "the AsyncLLM path (async GRPO, async_engine) per sample as it finishes "
+                         "(run_async_multi_turn_rollout), the vllm.LLM path the whole batch after generation "
+                         "(run_multi_turn_rollout) (nemo_rl/experience/rollouts.py, nemo_rl/algorithms/grpo.py)",
     "training.grad_sync_exposed": "assumption: 20% of the gradient reduce-scatter + parameter all-gather not hidden "
                                   "by Megatron's overlap_grad_reduce / overlap_param_gather",
     "pipeline.refit_network_efficiency": "assumption: the NCCL weight broadcast reaches 80% of the link (used only "
@@ -267,8 +271,8 @@ def bisect(f, lo, hi, target, iters=24, increasing=True):
 def solve_efficiency(d: dict, key: str, timer: str, target_s: float) -> float:
     """The efficiency e in (0, 1] with timer(e) = target_s, where timer(e) = compute / e + fixed (two runs give
     both)."""
-    t1 = summary(d, {key: 1.0}, steps=1)[timer]
-    t2 = summary(d, {key: 0.5}, steps=1)[timer]
+    t1 = summary(d, {key: 1.0}, steps=None)[timer]
+    t2 = summary(d, {key: 0.5}, steps=None)[timer]
     compute, fixed = t2 - t1, 2 * t1 - t2
     return min(1.0, compute / max(target_s - fixed, 1e-9))
 
@@ -294,7 +298,7 @@ def paper_base(workload: str) -> dict:
         "training": {"tensor_parallel_size": 1, "global_batch_size": 512, "micro_batch_tokens": 16384,
                      "logprob_micro_batch_tokens": 16384, "activation_recompute": "full", "reference_logprobs": True,
                      "framework_efficiency": 1.0, "logprob_framework_efficiency": 1.0},
-        "reward": {"s_per_sample": 0.005, "workers": 8},
+        "reward": {"s_per_sample": 0.005, "workers": 8, "per_sample": False},
         "seed": 0,
     }
 
@@ -315,6 +319,7 @@ def paper_sources(workload: str, row: pd.Series, fitted: dict) -> dict:
         "rollout.max_response_tokens": "assumption: 16384 new tokens (DAPO uses 16K + 4K overlong buffer)",
         "rollout.prompt_tokens": "assumption: DAPO-Math-17K problems with the chat template, median 180 tokens",
         "rollout.response_tokens.median": fitted["median"],
+        **({"rollout.response_tokens.sigma": fitted["sigma"]} if "sigma" in fitted else {}),
         "speculative.num_tokens": f"{PAPER}: k=3",
         "speculative.profile": f"workloads/acceptance/paper-qwen3-8b-eagle3-rl-{workload}.yaml (tau {row['acceptance_length']} at k=3)",
         "pipeline.mode": f"{PAPER}: synchronous RL",
@@ -338,7 +343,7 @@ def build_paper() -> dict:
     zero = paper[(paper.workload == "rl-zero") & (paper.method == "autoregressive")].iloc[0]
     d = paper_base("think")
     # 1. the response-length median that gives the autoregressive generation time
-    med = bisect(lambda x: summary(d, {"rollout.response_tokens.median": x}, steps=1)["generation"], 200, 20000,
+    med = bisect(lambda x: summary(d, {"rollout.response_tokens.median": x}, steps=None)["generation"], 200, 20000,
                  float(think["generation_s"]))
     d["rollout"]["response_tokens"]["median"] = round(med, 1)
     # 2. framework efficiencies: the fraction of the kernel model's compute speed that gives the published stage time
@@ -350,7 +355,7 @@ def build_paper() -> dict:
     d["training"]["framework_efficiency"] = round(fe, 4)
     d["training"]["logprob_framework_efficiency"] = round(le, 4)
     # 3. refit overhead: the published prepare time minus what the model's weight copy and offload take
-    s0 = summary(d, {"pipeline.refit_overhead_s": 0.0}, steps=1)
+    s0 = summary(d, {"pipeline.refit_overhead_s": 0.0}, steps=None)
     refit = max(0.0, float(think["prepare_s"]) - s0["weight_sync"])
     d["pipeline"]["refit_overhead_s"] = round(refit, 3)
     fitted = {
@@ -372,17 +377,41 @@ def build_paper() -> dict:
     z["training"]["logprob_framework_efficiency"] = framework["logprob"]
     z["pipeline"]["refit_overhead_s"] = round(refit, 3)
     z["pipeline"]["data_s"] = float(zero["data_s"])
-    medz = bisect(lambda x: summary(z, {"rollout.response_tokens.median": x}, steps=1)["generation"], 100, 20000,
-                  float(zero["generation_s"]))
-    z["rollout"]["response_tokens"]["median"] = round(medz, 1)
+    medz, sigz = fit_zero_lengths(z, zero)
+    z["rollout"]["response_tokens"].update(median=round(medz, 1), sigma=round(sigz, 3))
     fz = dict(fitted)
-    fz["median"] = (f"FITTED by workloads/scenarios/build_published.py: the median that makes the autoregressive "
-                    f"generation {zero['generation_s']} s ({PAPER}, rl-zero autoregressive)")
+    fz["median"] = (f"FITTED by workloads/scenarios/build_published.py: with RL-Think's training efficiency, the mean "
+                    f"generated length that makes the autoregressive training {zero['train_s']} s ({PAPER}, rl-zero; "
+                    f"RL-Think's is {think['train_s']} s and its logprobs {think['logprob_s']} vs "
+                    f"{zero['logprob_s']} s, so both runs train on about as many tokens), at the fitted sigma")
+    fz["sigma"] = (f"FITTED by workloads/scenarios/build_published.py: at that mean, the spread that makes the "
+                   f"autoregressive generation {zero['generation_s']} s ({PAPER}, rl-zero; RL-Think's "
+                   f"{think['generation_s']} s for as many tokens needs a longer tail: its sigma {SIGMA} is the "
+                   f"assumption); held out: the logprob time {zero['logprob_s']} s and the EAGLE-3 row")
     for k in ("train", "logprob", "refit"):
         fz[k] = "from qwen3-8b-rl-think-gb200x32.yaml (fitted on RL-Think's autoregressive row; the same system)"
     z["sources"] = paper_sources("zero", zero, fz)
     write("qwen3-8b-rl-zero-gb200x32.yaml", z, __doc_think__(zero))
     return framework
+
+
+def fit_zero_lengths(z: dict, zero: pd.Series) -> tuple[float, float]:
+    """(median, sigma) of RL-Zero's lognormal response length (tokens): the mean length that gives the published
+    autoregressive training time with RL-Think's efficiency, and the sigma that gives the generation time at that
+    mean; two rounds, as the training time moves a little with sigma (attention)."""
+    cap = z["rollout"]["max_response_tokens"]
+
+    def at(mean, sigma):
+        return {"rollout.response_tokens.median": lognormal_median_for_mean(mean, sigma, cap),
+                "rollout.response_tokens.sigma": sigma}
+
+    mean, sigma = 1000.0, SIGMA
+    for _ in range(2):
+        mean = bisect(lambda m: summary(z, at(m, sigma), steps=None)["policy_training"], 100, 10000,
+                      float(zero["train_s"]), iters=18)
+        sigma = bisect(lambda x: summary(z, at(mean, x), steps=None)["generation"], 0.05, 2.0,
+                       float(zero["generation_s"]), iters=16)
+    return lognormal_median_for_mean(mean, sigma, cap), sigma
 
 
 def __doc_think__(row) -> str:
@@ -504,7 +533,7 @@ def build_nemo(framework: dict) -> None:
                          "activation_recompute": "full" if rc["ac"] else "none", "reference_logprobs": True,
                          "framework_efficiency": framework["train"],
                          "logprob_framework_efficiency": framework["logprob"]},
-            "reward": {"s_per_sample": 0.005, "workers": 8},
+            "reward": {"s_per_sample": 0.005, "workers": 8, "per_sample": asyn or rc["async_engine"]},
             "seed": 0,
         }
         if asyn:
@@ -627,7 +656,7 @@ def build_235b(framework: dict) -> None:
                                  "reference_logprobs": True, "framework_efficiency": framework["train"],
                                  "moe_layer_overhead_s": framework["moe"],
                                  "logprob_framework_efficiency": framework["logprob"]},
-                    "reward": {"s_per_sample": 0.005, "workers": 8},
+                    "reward": {"s_per_sample": 0.005, "workers": 8, "per_sample": True},  # AsyncLLM engines
                     "seed": 0,
                 }
                 if gen_gpus:
