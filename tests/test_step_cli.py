@@ -74,3 +74,14 @@ def test_bad_cases_file_leaves_no_output(tmp_path):
     assert not out.exists()
     cases.write_text("model,batch\nqwen3-8b,1\n")
     assert_one_line_error(run_cli("step", "--hardware", "h200", "--cases", str(cases), "--out", str(out)), "columns")
+
+
+def test_a_subcommand_builds_only_its_own_parser_and_help_lists_them_all():
+    from simulator.cli.main import COMMANDS, load_commands
+
+    assert list(load_commands(["step"])) == ["step"]
+    assert set(load_commands()) == set(COMMANDS)
+    top = run_cli("--help")
+    assert top.returncode == 0 and all(name in top.stdout for name in COMMANDS)
+    typo = run_cli("stepp")
+    assert typo.returncode == 2 and "invalid choice" in typo.stderr and "'step'" in typo.stderr

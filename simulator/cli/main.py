@@ -40,9 +40,12 @@ def build_parser(available: dict[str, object]) -> argparse.ArgumentParser:
     return parser
 
 
-def load_commands() -> dict[str, object]:
+def load_commands(names: list[str] | None = None) -> dict[str, object]:
+    """The subcommand modules (`names`, default all) that exist."""
     mods = {}
     for name, modname in COMMANDS.items():
+        if names is not None and name not in names:
+            continue
         try:
             mods[name] = importlib.import_module(f"simulator.cli.{modname}")
         except ModuleNotFoundError as e:
@@ -55,7 +58,10 @@ def load_commands() -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        parser = build_parser(load_commands())
+        # a known subcommand first: build only its parser (start-up of `rlsim run` without the other commands'
+        # imports); anything else (--help, a typo) gets every command, so the usage lists them all
+        named = argv[:1] if argv and argv[0] in COMMANDS else None
+        parser = build_parser(load_commands(named))
         args = parser.parse_args(argv)
         if args.version:
             from simulator import __version__
