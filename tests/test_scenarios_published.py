@@ -45,3 +45,13 @@ def test_build_published_reproduces_the_committed_scenarios(tmp_path):
     for n in changed:  # restore, then fail
         (SCEN / n).write_text(before[n])
     assert not changed
+
+
+def test_reward_cost_lies_within_the_measured_scoring_times():
+    """reward.s_per_sample of every shipped scenario that scores is inside what NeMo-RL's math_verify call measured
+    (calibration/reward/math_verify.csv: right and wrong answers, 1-12K characters)."""
+    import pandas as pd
+
+    ms = pd.read_csv(ROOT / "calibration/reward/math_verify.csv")["ms_per_sample"]
+    costs = {n: load_scenario(SCEN / n).reward.s_per_sample for n in FILES if load_scenario(SCEN / n).reward}
+    assert costs and all(ms.min() / 1e3 <= c <= ms.max() / 1e3 for c in costs.values()), costs

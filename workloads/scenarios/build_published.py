@@ -142,7 +142,10 @@ SOURCES_COMMON = {
     "rollout.group_correlation": "assumption: 0.5 on the latent log length within a GRPO group (samples of one prompt "
                                  "have similar lengths: Seer, arXiv 2511.14617, builds its scheduler on that; no "
                                  "published figure for these runs)",
-    "reward.s_per_sample": "assumption: math verification on CPU workers, 5 ms per sample (NeMo-RL math env, 8 workers)",
+    "reward.s_per_sample": "assumption: 5 ms of math verification per sample on NeMo-RL's 8 CPU workers, the "
+                           "wrong-answer end of what NeMo-RL's HFVerifyWorker call measured on synthetic responses (0.8-1.7 ms "
+                           "right, 3.6-5.6 ms wrong: calibration/reward/math_verify.csv, python "
+                           "calibration/reward/measure_math_verify.py)",
     "reward.per_sample": "NeMo-RL scores a sample inside its rollout, so the reward is in the generation timer: "
                          "the AsyncLLM path (async GRPO, async_engine) per sample as it finishes "
                          "(run_async_multi_turn_rollout), the vllm.LLM path the whole batch after generation "
