@@ -143,8 +143,8 @@ SOURCES_COMMON = {
                                  "have similar lengths: Seer, arXiv 2511.14617, builds its scheduler on that; no "
                                  "published figure for these runs)",
     "reward.s_per_sample": "assumption: 5 ms of math verification per sample on NeMo-RL's 8 CPU workers, the "
-                           "wrong-answer end of what NeMo-RL's HFVerifyWorker call measured on synthetic responses (0.8-1.7 ms "
-                           "right, 3.6-5.6 ms wrong: calibration/reward/math_verify.csv, python "
+                           "wrong-answer end of what NeMo-RL's HFVerifyWorker call measured on synthetic responses "
+                           "(0.8-1.7 ms right, 3.6-5.6 ms wrong: calibration/reward/math_verify.csv, python "
                            "calibration/reward/measure_math_verify.py)",
     "reward.per_sample": "NeMo-RL scores a sample inside its rollout, so the reward is in the generation timer: "
                          "the AsyncLLM path (async GRPO, async_engine) per sample as it finishes "
@@ -274,8 +274,8 @@ def bisect(f, lo, hi, target, iters=24, increasing=True):
 def solve_efficiency(d: dict, key: str, timer: str, target_s: float) -> float:
     """The efficiency e in (0, 1] with timer(e) = target_s, where timer(e) = compute / e + fixed (two runs give
     both)."""
-    t1 = summary(d, {key: 1.0}, steps=None)[timer]
-    t2 = summary(d, {key: 0.5}, steps=None)[timer]
+    t1 = summary(d, {key: 1.0})[timer]
+    t2 = summary(d, {key: 0.5})[timer]
     compute, fixed = t2 - t1, 2 * t1 - t2
     return min(1.0, compute / max(target_s - fixed, 1e-9))
 
@@ -345,8 +345,9 @@ def build_paper() -> dict:
     think = paper[(paper.workload == "rl-think") & (paper.method == "autoregressive")].iloc[0]
     zero = paper[(paper.workload == "rl-zero") & (paper.method == "autoregressive")].iloc[0]
     d = paper_base("think")
-    # 1. the response-length median that gives the autoregressive generation time
-    med = bisect(lambda x: summary(d, {"rollout.response_tokens.median": x}, steps=None)["generation"], 200, 20000,
+    # 1. the response-length median that gives the autoregressive generation time (every fit here is on the mean of
+    #    the scenario's simulated steps, as rlsim validate reads them)
+    med = bisect(lambda x: summary(d, {"rollout.response_tokens.median": x})["generation"], 200, 20000,
                  float(think["generation_s"]))
     d["rollout"]["response_tokens"]["median"] = round(med, 1)
     # 2. framework efficiencies: the fraction of the kernel model's compute speed that gives the published stage time
@@ -358,7 +359,7 @@ def build_paper() -> dict:
     d["training"]["framework_efficiency"] = round(fe, 4)
     d["training"]["logprob_framework_efficiency"] = round(le, 4)
     # 3. refit overhead: the published prepare time minus what the model's weight copy and offload take
-    s0 = summary(d, {"pipeline.refit_overhead_s": 0.0}, steps=None)
+    s0 = summary(d, {"pipeline.refit_overhead_s": 0.0})
     refit = max(0.0, float(think["prepare_s"]) - s0["weight_sync"])
     d["pipeline"]["refit_overhead_s"] = round(refit, 3)
     fitted = {
@@ -410,9 +411,9 @@ def fit_zero_lengths(z: dict, zero: pd.Series) -> tuple[float, float]:
 
     mean, sigma = 1000.0, SIGMA
     for _ in range(2):
-        mean = bisect(lambda m: summary(z, at(m, sigma), steps=None)["policy_training"], 100, 10000,
+        mean = bisect(lambda m: summary(z, at(m, sigma))["policy_training"], 100, 10000,
                       float(zero["train_s"]), iters=18)
-        sigma = bisect(lambda x: summary(z, at(mean, x), steps=None)["generation"], 0.05, 2.0,
+        sigma = bisect(lambda x: summary(z, at(mean, x))["generation"], 0.05, 2.0,
                        float(zero["generation_s"]), iters=16)
     return lognormal_median_for_mean(mean, sigma, cap), sigma
 
