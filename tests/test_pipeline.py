@@ -115,7 +115,8 @@ def test_reward_is_generation_time_and_only_the_last_score_is_left_on_the_asyncl
     assert batch["generation"] - each["generation"] == pytest.approx(left, rel=1e-6)
     if mode == "sync":  # async: the trainer's side may hide part of it
         assert batch["total_step_time"] - each["total_step_time"] == pytest.approx(left, rel=1e-6)
-    assert (scn.reward.per_sample if scn.reward.per_sample is not None else mode == "async") == (mode == "async")
+    unset = run_pipeline(scn, steps=4).steady  # the default: per sample in async mode, the whole batch in sync
+    assert unset["generation"] == pytest.approx((each if mode == "async" else batch)["generation"], rel=1e-9)
 
 
 def test_staleness_zero_async_is_no_faster_than_sync():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from conftest import ROOT
@@ -50,8 +51,7 @@ def test_build_published_reproduces_the_committed_scenarios(tmp_path):
 def test_reward_cost_lies_within_the_measured_scoring_times():
     """reward.s_per_sample of every shipped scenario that scores is inside what NeMo-RL's math_verify call measured
     (calibration/reward/math_verify.csv: right and wrong answers, 1-12K characters)."""
-    import pandas as pd
-
     ms = pd.read_csv(ROOT / "calibration/reward/math_verify.csv")["ms_per_sample"]
-    costs = {n: load_scenario(SCEN / n).reward.s_per_sample for n in FILES if load_scenario(SCEN / n).reward}
+    rewards = {n: load_scenario(SCEN / n).reward for n in FILES}
+    costs = {n: r.s_per_sample for n, r in rewards.items() if r}
     assert costs and all(ms.min() / 1e3 <= c <= ms.max() / 1e3 for c in costs.values()), costs
