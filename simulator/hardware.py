@@ -244,11 +244,18 @@ class HardwareProfile(YamlModel):
                                            "all-reduce backends by it)")
     scale_up: Link
     scale_out: Link
+    gpus_per_host: int | None = Field(None, ge=1, description="GPUs under one operating system (a server or a "
+                                      "compute tray); None: the scale-up domain. vLLM keeps its custom all-reduce "
+                                      "and its executor's shared-memory control plane within one host")
     host_bandwidth: float = Field(64e9, gt=0, description="GPU <-> host memory, bytes/s per direction")
     attention_backend: str = "packed"
     moe_kernel: str = "padded_bmm"
     efficiency: Efficiency = Efficiency()
     sources: dict[str, str] = {}
+
+    def host_gpus(self) -> int:
+        """GPUs of one host: `gpus_per_host`, else the scale-up domain."""
+        return self.gpus_per_host or self.scale_up.domain_size
 
     def peak(self, dtype: str) -> float:
         if dtype not in self.peak_flops:

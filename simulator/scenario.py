@@ -116,6 +116,9 @@ class EngineConfig(YamlModel):
         "symmetric memory within a node, NCCL beyond) or nccl (NCCL alone: vLLM's disable_custom_all_reduce with "
         "VLLM_ALLREDUCE_USE_SYMM_MEM=0)")
     step_overhead_s: float = Field(0.0, ge=0, description="CPU scheduling/sampling seconds per iteration")
+    cross_host_step_overhead_s: float = Field(0.0, ge=0, description="further seconds per iteration of an engine "
+                                              "whose GPUs (TP x EP x PP) span hosts (hardware gpus_per_host), beyond "
+                                              "its collectives (simulator/fit/cross_host.py)")
     cpu_s_per_seq: float = Field(0.0, ge=0, description="CPU seconds per scheduled sequence per iteration (vLLM's "
                                  "scheduler and output path; calibration/vllm_cpu)")
     async_scheduling: bool = Field(False, description="vLLM schedules the next iteration while this one runs: the "

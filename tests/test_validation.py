@@ -24,14 +24,8 @@ KNOWN = {
     ("H100 Qwen3-30B-A3B 8-off bf16 x192", "step s"):
         "8-off step 23% slow, generation-bound: the 64-GPU pool needs 43 s per batch (TP 2 engines of 128 "
         "sequences, no async scheduling on the Ray executor); " + CPU,
-    ("H100 Qwen3-235B-A22B 1-off x256 / on x128", "off/on step-time ratio"):
-        "1-off row 11% slow (generation-bound: NeMo-RL's collector keeps at most 16 prompt groups in flight, each "
-        "until its slowest sample, about 8082 decode steps at TP 8), on-policy row 8% fast",
     ("GB200 Llama-3.1-8B-Instruct 1-off x8 / on x8", "off/on step-time ratio"):
         "on-policy row 12% fast (" + GB200 + "), 1-off row 6% slow",
-    ("GB200 Qwen3-235B-A22B 1-off bf16 x128", "step s"): GB200,
-    ("GB200 Qwen3-235B-A22B 1-off x128 / on x64", "off/on step-time ratio"):
-        "1-off row 30% fast, on-policy row 14% fast (" + GB200 + ")",
     ("H100 Qwen3-30B-A3B 1-off x32 / on x32", "off/on step-time ratio"):
         "on-policy row 3% slow, 1-off row 19% slow (training-bound: logprobs 40 s + training 133 s on 16 H100 with "
         "PP 2 and EP 8, twice the on-policy row's 89 s on 32): the published pair (192 s / 152 s) implies a training "
@@ -78,14 +72,26 @@ def test_rl_zero_logprobs_it_was_not_fitted_on():
 
 
 def test_most_nemo_rl_step_times_hold():
-    """A floor under the step rows: 15 of 17 within 20% since vLLM's TP all-reduce is priced on its own backends
-    (the H100 235B 1-off row: +26% -> +9%; 14 before, 13 before the H100 FP8 row trained in FP8, 12 before the H100
-    profile priced vLLM's FA3 attention, 10 before MoE training paid its fitted per-layer overhead; H100 10 of 11,
-    GB200 5 of 6)."""
+    """A floor under the step rows: 16 of 17 within 20% since engines that span hosts pay NCCL and the fitted
+    cross-host cost per iteration (the GB200 235B 1-off row: -30% -> -8%; 15 since vLLM's TP all-reduce is priced on
+    its own backends, 14 before, 13 before the H100 FP8 row trained in FP8, 12 before the H100 profile priced vLLM's
+    FA3 attention, 10 before MoE training paid its fitted per-layer overhead; H100 10 of 11, GB200 6 of 6)."""
     steps = [c for c in _NEMO if c.quantity == "step s"]
     h100 = [c for c in steps if c.row.startswith("H100")]
-    assert len(steps) == 17 and sum(c.ok for c in steps) >= 15
+    assert len(steps) == 17 and sum(c.ok for c in steps) >= 16
     assert len(h100) == 11 and sum(c.ok for c in h100) >= 10
+
+
+def test_engines_across_hosts_rows_it_was_not_fitted_on():
+    """engine.cross_host_step_overhead_s is fitted on the B200 235B generation (vLLM TP 16 over two hosts); the
+    summary rows whose engines span hosts are held out: the H100 235B on-policy rows (TP 16 over two 8-GPU servers)
+    +0.4% and -0.4% today (-8.3% and -11.5% without it), the GB200 235B rows (TP 8 over two 4-GPU trays) +4.8% and
+    -8.0% (-14.3% and -30.3% before engines across trays ran NCCL and paid it)."""
+    steps = {c.row: c for c in _NEMO if c.quantity == "step s"}
+    for row in ("H100 Qwen3-235B-A22B on bf16 x128", "H100 Qwen3-235B-A22B on bf16 x256"):
+        assert abs(steps[row].rel_error) < 0.05, row
+    for row in ("GB200 Qwen3-235B-A22B on bf16 x64", "GB200 Qwen3-235B-A22B 1-off bf16 x128"):
+        assert abs(steps[row].rel_error) < 0.10, row
 
 
 _STAGES = {(c.row.split(" (")[0], c.quantity): c for c in stage_checks()}
@@ -93,16 +99,12 @@ _STAGES = {(c.row.split(" (")[0], c.quantity): c for c in stage_checks()}
 
 def test_stage_report_rows_are_shown_without_a_tolerance():
     """nemo_rl_stage_reports.csv in `rlsim validate`: every published stage of both B200 recipes (their refit times
-    from two other jobs of the same report, the 30B-A3B on 16 GPUs from its older reference run), report only."""
+    from two other jobs of the same report, the 30B-A3B on 16 GPUs from its older reference run), report only; the
+    two stages a scenario constant is fitted on say so."""
     assert len(_STAGES) == 13 and all(c.tolerance is None for c in _STAGES.values())
     assert ("B200 Qwen3-30B-A3B x32", "policy_training s (fitted)") in _STAGES
-
-
-@pytest.mark.parametrize("stage", ["generation s", "policy_training s"])
-def test_b200_235b_stages_it_was_not_fitted_on(stage):
-    """Qwen3-235B-A22B on 128 B200 (its H100 recipe's scenario on B200): generation -14%, training -2% today;
-    within 15% each."""
-    assert abs(_STAGES[("B200 Qwen3-235B-A22B x128", stage)].rel_error) < 0.15
+    fitted = _STAGES[("B200 Qwen3-235B-A22B x128", "generation s (fitted)")]
+    assert abs(fitted.rel_error) < 0.005
 
 
 LOGPROBS = ("one logprob efficiency, fitted on the paper's Qwen3-8B (RL-Think), cannot serve both MoE recipes: the "

@@ -103,8 +103,9 @@ def collective_time(hw: HardwareProfile, op: str, size_bytes: float, group: int,
 
 
 def vllm_backend(hw: HardwareProfile, size_bytes: float, group: int) -> str:
-    """The backend vLLM runs this TP all-reduce on (a TP group of up to 8 GPUs lies in one node or NVLink domain)."""
-    return dispatched_backend(hw.compute_capability, group, size_bytes, one_node=group <= hw.scale_up.domain_size)
+    """The backend vLLM runs this TP all-reduce on: its custom all-reduce and symmetric memory only within one host
+    (a TP group across the compute trays of an NVL72 rack runs NCCL over NVLink)."""
+    return dispatched_backend(hw.compute_capability, group, size_bytes, one_node=group <= hw.host_gpus())
 
 
 def _vllm_op(hw: HardwareProfile, size_bytes: float, group: int, spread: int) -> tuple[str, int]:

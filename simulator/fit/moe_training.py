@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.errors import RlsimError
+from simulator.fit.linear_cost import fit_linear_cost
 from simulator.tableio import read_csv_table
 
 STAGE_COLUMNS = ("system", "model", "recipe", "gpus", "stage", "seconds")
@@ -37,9 +38,8 @@ def stage_seconds(df: pd.DataFrame, system: str, model: str, stage: str, gpus: i
 def fit_moe_layer_overhead(policy_training_s, published_s: float) -> float:
     """Seconds per MoE layer per training micro-batch that make `policy_training_s(overhead)` (the simulated
     policy_training stage of one step, seconds) equal `published_s`; at least 0."""
-    t0 = policy_training_s(0.0)
-    t1 = policy_training_s(PROBE_S)
-    if t1 <= t0:
+    try:
+        return fit_linear_cost(policy_training_s, published_s, "training.moe_layer_overhead_s", PROBE_S)
+    except RlsimError as err:
         raise RlsimError("the scenario's policy training does not depend on the MoE layer overhead (no MoE layers?)",
-                         "training.moe_layer_overhead_s")
-    return max(0.0, PROBE_S * (published_s - t0) / (t1 - t0))
+                         err.field) from None

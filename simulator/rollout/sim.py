@@ -111,8 +111,9 @@ class RolloutSimulator:
                             iteration_overhead_s=e.spec_iteration_overhead_s,
                             draft_step_overhead_s=e.draft_step_overhead_s)
         spec = SpecDecodeCost(target, draft)
-        self.cost = IterationCost(spec, e.cuda_graph_max_batch, e.step_overhead_s, e.cpu_s_per_seq,
-                                  e.async_scheduling)
+        self.cross_host = par.gpus > hw.host_gpus()
+        overhead = e.step_overhead_s + (e.cross_host_step_overhead_s if self.cross_host else 0.0)
+        self.cost = IterationCost(spec, e.cuda_graph_max_batch, overhead, e.cpu_s_per_seq, e.async_scheduling)
         d_seqs, d_tokens = vllm_batch_defaults(hw)
         self.max_num_seqs = e.max_num_seqs or d_seqs
         self.max_num_batched_tokens = e.max_num_batched_tokens or d_tokens

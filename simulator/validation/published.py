@@ -106,6 +106,7 @@ def nemo_rl_checks() -> list[Check]:
 STAGE_SCENARIOS = {"grpo-qwen3-30ba3b-4n8g": "nemo-rl-qwen3-30b-a3b-h100x32-on.yaml",
                    "grpo-qwen3-235b-16n8g": "nemo-rl-qwen3-235b-a22b-h100x128-on.yaml"}
 STAGE_NOTES = {("Qwen3-30B-A3B", 32, "policy_training"): " (fitted)",
+               ("Qwen3-235B-A22B", 128, "generation"): " (fitted)",
                ("Qwen3-235B-A22B", 128, "total_step_time"): " (incl. validation)",
                ("Qwen3-30B-A3B", 32, "weight_sync"): " (job 507302)",
                ("Qwen3-235B-A22B", 128, "weight_sync"): " (job 507112)",

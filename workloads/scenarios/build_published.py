@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from simulator.costmodel.step import StepCostModel  # noqa: E402
+from simulator.fit.cross_host import fit_cross_host_step_overhead  # noqa: E402
 from simulator.fit.moe_training import fit_moe_layer_overhead, read_stage_reports, stage_seconds  # noqa: E402
 from simulator.fit.refit import fit_refit_broadcast_rate, fit_refit_copy  # noqa: E402
 from simulator.fit.spec_overhead import fit_spec_overhead, read_tpot_table  # noqa: E402
@@ -599,11 +600,20 @@ def build_nemo(framework: dict) -> None:
                   "(rlsim validate compares the prediction with the published step time).")
         built.append((key, data, header))
     framework["moe"], framework["moe_source"] = fit_moe_overhead(next(d for k, d, _ in built if k == MOE_FIT_ROW))
+    framework["cross_host"], framework["cross_host_source"] = fit_cross_host(
+        next(d for k, d, _ in built if k == CROSS_HOST_FIT_ROW))
     for key, data, header in built:
         if load_model(data["model"]).is_moe:
             data["training"]["moe_layer_overhead_s"] = framework["moe"]
             data["sources"]["training.moe_layer_overhead_s"] = framework["moe_source"]
+        set_cross_host(data, framework)
         write(nemo_name(*key), data, header)
+
+
+def set_cross_host(data: dict, framework: dict) -> None:
+    """Every engine carries the fitted cross-host cost (it applies only where an engine spans hosts)."""
+    data["engine"]["cross_host_step_overhead_s"] = framework["cross_host"]
+    data["sources"]["engine.cross_host_step_overhead_s"] = framework["cross_host_source"]
 
 
 # the published stage time the MoE layer overhead is fitted on: B200 Qwen3-30B-A3B policy training, the same recipe
@@ -625,6 +635,28 @@ def fit_moe_overhead(h100_30b_on: dict) -> tuple[float, str]:
         f"published {target} s ({STAGES}: B200 Qwen3-30B-A3B policy training, same recipe file); held out: the "
         "same report's Qwen3-235B-A22B training and every summary row (rlsim validate). Assumption: the same "
         "per-layer cost on the H100 and GB200 hosts and in NeMo-RL v0.6's Megatron")
+
+
+# the published generation time the cross-host engine cost is fitted on: B200 Qwen3-235B-A22B, the same recipe file
+# (grpo-qwen3-235b-16n8g: vLLM TP 16 over two 8-GPU hosts) as this summary row, run on 128 B200 instead of 128 H100
+CROSS_HOST_FIT_ROW = ("H100", "Qwen3-235B-A22B", "on", "bf16", 128)
+
+
+def fit_cross_host(h100_235b_on: dict) -> tuple[float, str]:
+    """engine.cross_host_step_overhead_s fitted on the B200 235B generation time, and its source line."""
+    target = stage_seconds(read_stage_reports(ROOT / STAGES), "B200", "Qwen3-235B-A22B", "generation", gpus=128)
+    d = yaml.safe_load(yaml.safe_dump(h100_235b_on))
+    d["cluster"]["hardware"] = "b200"
+    c = fit_cross_host_step_overhead(
+        lambda v: summary(d, {"engine.cross_host_step_overhead_s": v})["generation"], target)
+    return float(f"{c:.4g}"), (
+        f"FITTED (simulator/fit/cross_host.py, by workloads/scenarios/build_published.py): the seconds per iteration "
+        f"of a vLLM engine that spans hosts that make the {nemo_name(*CROSS_HOST_FIT_ROW)} recipe (vLLM TP 16 over "
+        f"two 8-GPU hosts) on 128 B200 generate in the published {target} s ({STAGES}: B200 Qwen3-235B-A22B "
+        "generation, same recipe file, vLLM 0.25.1); held out: every summary row (rlsim validate), among them the "
+        "TP-16 H100 rows and the TP-8 GB200 rows (engines over two 4-GPU trays). Applies only to engines wider than "
+        "the hardware's gpus_per_host. Assumption: the same cost per iteration on H100 and GB200 hosts and under "
+        "NeMo-RL v0.6's vLLM")
 
 
 # --------------------------------------------------------------------------------------------- 235B projection
@@ -707,6 +739,7 @@ def build_235b(framework: dict) -> None:
                 if gen_gpus:
                     src["pipeline.refit_broadcast_bytes_per_s"] = rate_src
                 data["sources"] = src
+                set_cross_host(data, framework)
                 header = (f"Qwen3-235B-A22B on {gpus} GB200, {mode}, {spec}: the publication's 235B projection setting.\n"
                           "Written by workloads/scenarios/build_published.py. rlsim validate prints what rlsim projects.")
                 write(f"qwen3-235b-a22b-gb200x{gpus}-{mode}-{spec}.yaml", data, header)
