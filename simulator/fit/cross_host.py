@@ -26,4 +26,4 @@ FIELD = "engine.cross_host_step_overhead_s"
 def fit_cross_host_step_overhead(generation_s: Callable[[float], float], published_s: float) -> float:
     """Seconds per engine iteration that make `generation_s(overhead)` (the simulated generation timer of one RL
     step, seconds) equal `published_s`; at least 0. One error line if the scenario's engines stay within a host."""
-    return fit_linear_cost(generation_s, published_s, FIELD)
+    return fit_linear_cost(generation_s, published_s, FIELD, hint=" (do its engines span hosts?)")

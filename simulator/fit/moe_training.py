@@ -38,8 +38,5 @@ def stage_seconds(df: pd.DataFrame, system: str, model: str, stage: str, gpus: i
 def fit_moe_layer_overhead(policy_training_s, published_s: float) -> float:
     """Seconds per MoE layer per training micro-batch that make `policy_training_s(overhead)` (the simulated
     policy_training stage of one step, seconds) equal `published_s`; at least 0."""
-    try:
-        return fit_linear_cost(policy_training_s, published_s, "training.moe_layer_overhead_s", PROBE_S)
-    except RlsimError as err:
-        raise RlsimError("the scenario's policy training does not depend on the MoE layer overhead (no MoE layers?)",
-                         err.field) from None
+    return fit_linear_cost(policy_training_s, published_s, "training.moe_layer_overhead_s", PROBE_S,
+                           " (no MoE layers?)")
