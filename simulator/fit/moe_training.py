@@ -17,7 +17,6 @@ from simulator.fit.linear_cost import fit_linear_cost
 from simulator.tableio import read_csv_table
 
 STAGE_COLUMNS = ("system", "model", "recipe", "gpus", "stage", "seconds")
-PROBE_S = 1e-3
 
 
 def read_stage_reports(path: str | Path) -> pd.DataFrame:
@@ -38,5 +37,4 @@ def stage_seconds(df: pd.DataFrame, system: str, model: str, stage: str, gpus: i
 def fit_moe_layer_overhead(policy_training_s, published_s: float) -> float:
     """Seconds per MoE layer per training micro-batch that make `policy_training_s(overhead)` (the simulated
     policy_training stage of one step, seconds) equal `published_s`; at least 0."""
-    return fit_linear_cost(policy_training_s, published_s, "training.moe_layer_overhead_s", PROBE_S,
-                           " (no MoE layers?)")
+    return fit_linear_cost(policy_training_s, published_s, "training.moe_layer_overhead_s", hint=" (no MoE layers?)")

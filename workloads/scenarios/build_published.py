@@ -622,13 +622,19 @@ MOE_FIT_ROW = ("H100", "Qwen3-30B-A3B", "on", "bf16", 32)
 STAGES = "workloads/published/nemo_rl_stage_reports.csv"
 
 
+def fit_on_b200(h100_row: dict, model: str, stage: str, gpus: int, key: str, fit, steps: int | None = None):
+    """(value of `key`, published seconds): `fit` solves `key` so that the H100 summary row's recipe, run on `gpus`
+    B200, takes the stage report's time of `stage` (mean of `steps` simulated RL steps, default the scenario's)."""
+    target = stage_seconds(read_stage_reports(ROOT / STAGES), "B200", model, stage, gpus=gpus)
+    d = yaml.safe_load(yaml.safe_dump(h100_row))
+    d["cluster"]["hardware"] = "b200"
+    return fit(lambda v: summary(d, {key: v}, steps=steps)[stage], target), target
+
+
 def fit_moe_overhead(h100_30b_on: dict) -> tuple[float, str]:
     """training.moe_layer_overhead_s fitted on the B200 30B-A3B policy-training time, and its source line."""
-    target = stage_seconds(read_stage_reports(ROOT / STAGES), "B200", "Qwen3-30B-A3B", "policy_training", gpus=32)
-    d = yaml.safe_load(yaml.safe_dump(h100_30b_on))
-    d["cluster"]["hardware"] = "b200"
-    c = fit_moe_layer_overhead(
-        lambda v: summary(d, {"training.moe_layer_overhead_s": v}, steps=1)["policy_training"], target)
+    c, target = fit_on_b200(h100_30b_on, "Qwen3-30B-A3B", "policy_training", 32, "training.moe_layer_overhead_s",
+                            fit_moe_layer_overhead, steps=1)
     return float(f"{c:.4g}"), (
         f"FITTED (simulator/fit/moe_training.py, by workloads/scenarios/build_published.py): the seconds per MoE "
         f"layer per training micro-batch that make the {nemo_name(*MOE_FIT_ROW)} recipe on 32 B200 train in the "
@@ -644,11 +650,8 @@ CROSS_HOST_FIT_ROW = ("H100", "Qwen3-235B-A22B", "on", "bf16", 128)
 
 def fit_cross_host(h100_235b_on: dict) -> tuple[float, str]:
     """engine.cross_host_step_overhead_s fitted on the B200 235B generation time, and its source line."""
-    target = stage_seconds(read_stage_reports(ROOT / STAGES), "B200", "Qwen3-235B-A22B", "generation", gpus=128)
-    d = yaml.safe_load(yaml.safe_dump(h100_235b_on))
-    d["cluster"]["hardware"] = "b200"
-    c = fit_cross_host_step_overhead(
-        lambda v: summary(d, {"engine.cross_host_step_overhead_s": v})["generation"], target)
+    c, target = fit_on_b200(h100_235b_on, "Qwen3-235B-A22B", "generation", 128, "engine.cross_host_step_overhead_s",
+                            fit_cross_host_step_overhead)
     return float(f"{c:.4g}"), (
         f"FITTED (simulator/fit/cross_host.py, by workloads/scenarios/build_published.py): the seconds per iteration "
         f"of a vLLM engine that spans hosts that make the {nemo_name(*CROSS_HOST_FIT_ROW)} recipe (vLLM TP 16 over "
