@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 
 from simulator.errors import RlsimError
 from simulator.paths import project_root, scenarios_dir, shared_dir
@@ -158,7 +158,19 @@ class RolloutConfig(YamlModel):
                                                                   "within a prompt's group")
     cap_fraction: float = Field(0.0, ge=0, lt=1, description="extra fraction of responses that run to "
                                                              "max_response_tokens")
+    mean_response_tokens: float | None = Field(
+        None, gt=0, description="scale each sampled batch's response lengths so that their mean after the cap is "
+                                "this (tokens): a run's measured mean, where the distribution gives only the "
+                                "shape; null keeps the draw as it falls")
     partial: PartialRollout | None = None
+
+    @field_validator("mean_response_tokens")
+    @classmethod
+    def _check_mean(cls, v, info):
+        lo, hi = info.data.get("response_tokens"), info.data.get("max_response_tokens")
+        if v is not None and lo is not None and hi is not None and not lo.min <= v <= hi:
+            raise ValueError(f"{v:g} tokens must lie between response_tokens.min {lo.min} and max_response_tokens {hi}")
+        return v
 
 
 class SpeculativeConfig(YamlModel):

@@ -45,7 +45,7 @@ def test_the_table_says_what_bounds_each_step(table):
 
 def test_its_engines_span_two_trays_and_one_tray_would_be_faster():
     """TP 8 (NeMo-RL's 235B layout on GB200) crosses two 4-GPU trays: NCCL and the fitted cross-host cost per
-    iteration; TP 4 fits the FP8 weights on one tray (the README's 246 s against 356 s on 512 GPUs)."""
+    iteration; TP 4 fits the FP8 weights on one tray (the README's 246 s against 358 s on 512 GPUs)."""
     name = SCEN / "qwen3-235b-a22b-gb200x512-sync-ar.yaml"
     tp8, tp4 = load_scenario(name), load_scenario(name, ["engine.tensor_parallel_size=4"])
     assert RolloutSimulator(tp8).cross_host and not RolloutSimulator(tp4).cross_host

@@ -106,3 +106,34 @@ def test_request_batch_checks_its_arrays():
                      generated=[2, 0])
     c = b.concat(b.subset(np.array([False, True])))
     assert c.size == 3 and list(c.generated) == [2, 0, 0]
+
+
+def test_mean_response_tokens_scales_each_batch_to_the_measured_mean():
+    """A run's measured mean pins every sampled batch: the draw keeps its shape and order, only its scale moves."""
+    sets = ("rollout.prompts=64", "rollout.samples_per_prompt=32", "rollout.response_tokens.median=4164",
+            "rollout.response_tokens.sigma=0.8", "rollout.max_response_tokens=3986")
+    for seed in range(4):
+        free = _batch(*sets, seed=seed)
+        pinned = _batch(*sets, "rollout.mean_response_tokens=3206", seed=seed)
+        assert pinned.stats["mean_response_tokens"] == pytest.approx(3206, abs=0.5)
+        assert free.stats["mean_response_tokens"] != pytest.approx(3206, abs=5)  # the free draw falls off it
+        # the same draw times one factor (to the token) below the cap; the prompts are unchanged
+        below = (free.response_tokens >= 200) & (free.response_tokens < 3986) & (pinned.response_tokens < 3986)
+        ratio = pinned.response_tokens[below] / free.response_tokens[below]
+        assert below.sum() > 200 and ratio.max() - ratio.min() < 0.01 and abs(ratio.mean() - 1) > 0.005
+        assert (pinned.prompt_tokens == free.prompt_tokens).all()
+        assert (pinned.truncated == (pinned.response_tokens >= 3986)).all()
+    again = _batch(*sets, "rollout.mean_response_tokens=3206", seed=3)
+    assert (again.response_tokens == pinned.response_tokens).all()
+
+
+def test_mean_response_tokens_with_cap_fraction_and_out_of_reach():
+    b = _batch("rollout.cap_fraction=0.2", "rollout.mean_response_tokens=2500", "rollout.prompts=100")
+    assert b.stats["mean_response_tokens"] == pytest.approx(2500, abs=0.5)
+    assert b.stats["truncated_fraction"] >= 0.2
+    with pytest.raises(RlsimError) as e:  # 90% at the 4096 cap: the batch cannot average 100
+        _batch("rollout.cap_fraction=0.9", "rollout.mean_response_tokens=100")
+    assert e.value.field == "rollout.mean_response_tokens" and "at least" in e.value.message
+    with pytest.raises(RlsimError) as e:  # above the cap: refused when the scenario is read
+        _batch("rollout.mean_response_tokens=5000")
+    assert "rollout.mean_response_tokens" in str(e.value)

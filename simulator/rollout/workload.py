@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
 from scipy.special import ndtr, ndtri
 
 from simulator.errors import RlsimError
@@ -141,6 +142,22 @@ def sample_lengths(dist: _Dist, u: np.ndarray, minimum: int = 1) -> np.ndarray:
     return np.maximum(np.rint(x), minimum).astype(np.int64)
 
 
+def scale_to_mean(x: np.ndarray, at_cap: np.ndarray, cap: int, minimum: int, target: float) -> float:
+    """The factor s that gives lengths clip(s * x, minimum, cap) (`cap` where at_cap) the mean `target` (tokens)."""
+    def mean(s: float) -> float:
+        return float(np.where(at_cap, cap, np.clip(s * x, minimum, cap)).mean())
+
+    lo, hi = 1e-9, 1.0
+    while mean(hi) < target and hi < 1e12:
+        hi *= 2.0
+    for bound, word, ok in ((mean(lo), "least", mean(lo) <= target), (mean(hi), "most", target <= mean(hi))):
+        if not ok:
+            raise RlsimError(f"{target:g} tokens is out of reach: scaled, this batch's lengths average at {word} "
+                             f"{bound:.0f} tokens (response_tokens.min, max_response_tokens and cap_fraction bound "
+                             "them)", "rollout.mean_response_tokens")
+    return float(brentq(lambda s: mean(s) - target, lo, hi, xtol=1e-12, rtol=1e-12))
+
+
 # --------------------------------------------------------------------------------------------- batch
 @dataclass
 class RequestBatch:
@@ -208,8 +225,13 @@ def sample_requests(cfg: RolloutConfig, rng: np.random.Generator,
     u = ndtr(z).ravel()
     capped = u > 1.0 - cfg.cap_fraction if cfg.cap_fraction > 0 else np.zeros(u.shape, dtype=bool)
     u_body = np.where(capped, 0.5, u / (1.0 - cfg.cap_fraction))
-    raw = sample_lengths(rdist, u_body, cfg.response_tokens.min)
     cap = cfg.max_response_tokens
+    if cfg.mean_response_tokens is None:
+        raw = sample_lengths(rdist, u_body, cfg.response_tokens.min)
+    else:
+        x = rdist.ppf(np.clip(u_body, 1e-12, 1 - 1e-12))
+        s = scale_to_mean(x, capped, cap, cfg.response_tokens.min, cfg.mean_response_tokens)
+        raw = np.maximum(np.rint(x * s), cfg.response_tokens.min).astype(np.int64)
     raw = np.where(capped, cap, raw)
     response = np.minimum(raw, cap)
     truncated = raw >= cap

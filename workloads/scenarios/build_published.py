@@ -526,7 +526,7 @@ def build_nemo(framework: dict) -> None:
             "rollout": {"prompts": rc["prompts"], "samples_per_prompt": rc["gens"], "max_response_tokens": cap,
                         "prompt_tokens": {"kind": "lognormal", "median": prompt, "sigma": 0.3, "min": 16},
                         "response_tokens": {"kind": "lognormal", "median": round(med, 1), "sigma": SIGMA},
-                        "group_correlation": 0.5},
+                        "group_correlation": 0.5, "mean_response_tokens": float(r.mean_seq_len)},
             "pipeline": {**refit_copy_constants(), "mode": "async" if asyn else "sync", "colocated": not asyn,
                          "steps": 12 if rc.get("staleness", 1) > 1 else (6 if asyn else 2),
                          "data_s": 0.3, "refit_overhead_s": round(framework["refit"], 3)},
@@ -571,6 +571,10 @@ def build_nemo(framework: dict) -> None:
             "rollout.response_tokens.median": f"solved so that the mean generated length after the {cap}-token cap is "
                                               f"the published {r.mean_seq_len} ({SUMMARY}; 'G-Average Seq len' read "
                                               f"as the generated length, {NOTES} sec. 1)",
+            "rollout.mean_response_tokens": f"{SUMMARY}: 'G-Average Seq len' {r.mean_seq_len}, the mean of the "
+                                            "very steps the step time averages, so every simulated batch is scaled "
+                                            "to it (the distribution sets only the shape; a free draw of 64 "
+                                            "groups falls 2-8% off it)",
             "pipeline.mode": f"{SUMMARY}: policy {r.policy}", "pipeline.colocated": f"{recipe}",
             "pipeline.steps": "enough RL steps for a steady state (async: staleness + 1 warm-up steps left out)",
             "pipeline.data_s": f"{PAPER}: data_s 0.3 (the same NeMo-RL data path)",
