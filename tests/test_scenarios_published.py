@@ -60,7 +60,7 @@ def test_reward_cost_lies_within_the_measured_scoring_times():
 
 def test_nemo_rl_batches_average_the_published_length():
     """Every NeMo-RL scenario pins its batches to the row's 'G-Average Seq len' (the mean of the steps the step time
-    averages), and the simulated steps generate that mean (free draws of these 64-group batches fell 2-8% above)."""
+    averages; the page's exact cell where the CSV rounds it), and the simulated steps generate that mean (free draws of these 64-group batches fell 2-8% above)."""
     rows = pd.read_csv(ROOT / "workloads/published/nemo_rl_performance_summary.csv", comment="#")
     names = [n for n in FILES if n.startswith("nemo-rl-")]
     for n in names:
@@ -69,8 +69,10 @@ def test_nemo_rl_batches_average_the_published_length():
         row = rows[(rows.step_s.map(lambda v: f"step {v} s" in text))
                    & (rows.mean_seq_len.map(lambda v: f"mean sequence {v})" in text))]
         assert len(row) == 1, n
-        assert sc.rollout.mean_response_tokens == float(row.mean_seq_len.iloc[0]), n
-        assert "rollout.mean_response_tokens" in sc.sources
+        pinned, csv = sc.rollout.mean_response_tokens, float(row.mean_seq_len.iloc[0])
+        if pinned != csv:  # the CSV rounds four GB200 cells (~1.1K, ~3.2K): the page's exact value, within that
+            assert row.system.iloc[0] == "GB200" and csv % 100 == 0 and abs(pinned - csv) <= 50, n
+            assert "performance-summary.md" in sc.sources["rollout.mean_response_tokens"], n
     sc = load_scenario(SCEN / "nemo-rl-llama-3.1-8b-h100x16-on.yaml")
     out = run_pipeline(sc, steps=2).steps
     assert out["mean_response_tokens"].to_numpy() == pytest.approx([1019, 1019], abs=0.5)

@@ -25,7 +25,7 @@ KNOWN = {
         "8-off step 21% slow, generation-bound: the 64-GPU pool needs 42 s per batch (TP 2 engines of 128 "
         "sequences, no async scheduling on the Ray executor); " + CPU,
     ("GB200 Llama-3.1-8B-Instruct 1-off x8 / on x8", "off/on step-time ratio"):
-        "on-policy row 16% fast (" + GB200 + "), 1-off row 3% slow",
+        "on-policy row 18% fast (" + GB200 + "), 1-off row 4% slow",
     ("H100 Qwen3-30B-A3B 1-off x32 / on x32", "off/on step-time ratio"):
         "on-policy row 1% slow, 1-off row 18% slow (training-bound: logprobs 39 s + training 133 s on 16 H100 with "
         "PP 2 and EP 8, twice the on-policy row's 88 s on 32): the published pair (192 s / 152 s) implies a training "

@@ -44,6 +44,15 @@ OUT = ROOT / "workloads" / "scenarios"
 PAPER = "workloads/published/paper_specdec_rl_8b.csv"
 SUMMARY = "workloads/published/nemo_rl_performance_summary.csv"
 NOTES = "workloads/published/nemo_rl_recipes.md"
+# The summary CSV rounds four GB200 'G-Average Seq len' cells ("~1.1K", "~3.2K"); the performance page prints them
+# exactly (NOTES sec. 1 and 3.6-3.17): stored copies of docs/about/performance-summary.md, v0.5 at rlops/RL @d9cf8901,
+# v0.6 at xiuhu17/RL @ab4e0a54, whose step and throughput cells are the CSV's.
+PAGE_V05 = "docs/about/performance-summary.md, NeMo RL v0.5 (stored copy rlops/RL @d9cf8901)"
+PAGE_V06 = "docs/about/performance-summary.md, NeMo RL v0.6 (stored copy xiuhu17/RL @ab4e0a54)"
+EXACT_MEAN_SEQ = {("GB200", "Llama-3.1-8B-Instruct", "on", "bf16", 8): (1066, PAGE_V05),
+                  ("GB200", "Llama-3.1-8B-Instruct", "1-off", "bf16", 8): (1107, PAGE_V05),
+                  ("GB200", "Qwen3-30B-A3B", "on", "bf16", 16): (3199, PAGE_V06),
+                  ("GB200", "Qwen3-30B-A3B", "1-off", "bf16", 16): (3197, PAGE_V06)}
 TPOT = "workloads/published/vllm_eagle_bs1_tpot.csv"
 SIGMA = 0.8  # lognormal sigma of response lengths (assumption, see SOURCES)
 
@@ -509,7 +518,8 @@ def build_nemo(framework: dict) -> None:
         rc = RECIPES[key]
         prompt = PROMPT_MEDIAN[rc["model"]]
         cap = rc["seq"] - prompt
-        med = lognormal_median_for_mean(float(r.mean_seq_len), SIGMA, cap)
+        mean_seq, mean_src = EXACT_MEAN_SEQ.get(key, (r.mean_seq_len, SUMMARY))
+        med = lognormal_median_for_mean(float(mean_seq), SIGMA, cap)
         asyn = r.policy != "on"
         gen_gpus = rc.get("gen_gpus")
         route = routing(asyn, rc["async_engine"])
@@ -526,7 +536,7 @@ def build_nemo(framework: dict) -> None:
             "rollout": {"prompts": rc["prompts"], "samples_per_prompt": rc["gens"], "max_response_tokens": cap,
                         "prompt_tokens": {"kind": "lognormal", "median": prompt, "sigma": 0.3, "min": 16},
                         "response_tokens": {"kind": "lognormal", "median": round(med, 1), "sigma": SIGMA},
-                        "group_correlation": 0.5, "mean_response_tokens": float(r.mean_seq_len)},
+                        "group_correlation": 0.5, "mean_response_tokens": float(mean_seq)},
             "pipeline": {**refit_copy_constants(), "mode": "async" if asyn else "sync", "colocated": not asyn,
                          "steps": 12 if rc.get("staleness", 1) > 1 else (6 if asyn else 2),
                          "data_s": 0.3, "refit_overhead_s": round(framework["refit"], 3)},
@@ -569,9 +579,9 @@ def build_nemo(framework: dict) -> None:
             "rollout.prompt_tokens": f"inferred in {NOTES} sec. 1 from the published tokens/s/GPU: prompts of "
                                      f"~{prompt} tokens (OpenMathInstruct-2 + cot.txt + chat template)",
             "rollout.response_tokens.median": f"solved so that the mean generated length after the {cap}-token cap is "
-                                              f"the published {r.mean_seq_len} ({SUMMARY}; 'G-Average Seq len' read "
+                                              f"the published {mean_seq} ({mean_src}; 'G-Average Seq len' read "
                                               f"as the generated length, {NOTES} sec. 1)",
-            "rollout.mean_response_tokens": f"{SUMMARY}: 'G-Average Seq len' {r.mean_seq_len}, the mean of the "
+            "rollout.mean_response_tokens": f"{mean_src}: 'G-Average Seq len' {mean_seq}, the mean of the "
                                             "very steps the step time averages, so every simulated batch is scaled "
                                             "to it (the distribution sets only the shape; a free draw of 64 "
                                             "groups falls 2-8% off it)",
