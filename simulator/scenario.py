@@ -161,7 +161,7 @@ class RolloutConfig(YamlModel):
     mean_response_tokens: float | None = Field(
         None, gt=0, description="scale each sampled batch's response lengths so that their mean after the cap is "
                                 "this (tokens): a run's measured mean, where the distribution gives only the "
-                                "shape; null keeps the draw as it falls")
+                                "shape (before pipeline.response_growth_per_step); null keeps the draw as it falls")
     partial: PartialRollout | None = None
 
     @field_validator("mean_response_tokens")
