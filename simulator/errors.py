@@ -23,7 +23,7 @@ def from_validation_error(err, source: str | None = None) -> RlsimError:
     """Turn a pydantic ValidationError into an RlsimError naming the first bad field."""
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__")
-    msg = first.get("msg", "invalid value")
+    msg = first.get("msg", "invalid value").removeprefix("Value error, ")  # pydantic's prefix to a validator's text
     if first.get("type") == "extra_forbidden":
         msg = "unknown key"
     if "input" in first and first.get("type") not in ("missing", "extra_forbidden"):
