@@ -136,10 +136,14 @@ def build_distribution(cfg: LengthDistribution, base_dir: str | os.PathLike | No
     return _Mixture(parts, w)
 
 
-def sample_lengths(dist: _Dist, u: np.ndarray, minimum: int = 1) -> np.ndarray:
-    """Integer lengths (tokens) at quantiles u, at least `minimum`."""
-    x = dist.ppf(np.clip(u, 1e-12, 1 - 1e-12))
-    return np.maximum(np.rint(x), minimum).astype(np.int64)
+def quantiles(dist: _Dist, u: np.ndarray) -> np.ndarray:
+    """The distribution's lengths (tokens, not rounded) at quantiles u."""
+    return dist.ppf(np.clip(u, 1e-12, 1 - 1e-12))
+
+
+def sample_lengths(dist: _Dist, u: np.ndarray, minimum: int = 1, scale: float = 1.0) -> np.ndarray:
+    """Integer lengths (tokens) at quantiles u, times `scale`, at least `minimum`."""
+    return np.maximum(np.rint(quantiles(dist, u) * scale), minimum).astype(np.int64)
 
 
 def scale_to_mean(x: np.ndarray, at_cap: np.ndarray, cap: int, minimum: int, target: float) -> float:
@@ -150,11 +154,12 @@ def scale_to_mean(x: np.ndarray, at_cap: np.ndarray, cap: int, minimum: int, tar
     lo, hi = 1e-9, 1.0
     while mean(hi) < target and hi < 1e12:
         hi *= 2.0
-    for bound, word, ok in ((mean(lo), "least", mean(lo) <= target), (mean(hi), "most", target <= mean(hi))):
-        if not ok:
-            raise RlsimError(f"{target:g} tokens is out of reach: scaled, this batch's lengths average at {word} "
-                             f"{bound:.0f} tokens (response_tokens.min, max_response_tokens and cap_fraction bound "
-                             "them)", "rollout.mean_response_tokens")
+    least, most = mean(lo), mean(hi)
+    if not least <= target <= most:
+        word, bound = ("least", least) if target < least else ("most", most)
+        raise RlsimError(f"{target:g} tokens is out of reach: scaled, this batch's lengths average at {word} "
+                         f"{bound:.0f} tokens (response_tokens.min, max_response_tokens and cap_fraction bound them)",
+                         "rollout.mean_response_tokens")
     return float(brentq(lambda s: mean(s) - target, lo, hi, xtol=1e-12, rtol=1e-12))
 
 
@@ -226,13 +231,11 @@ def sample_requests(cfg: RolloutConfig, rng: np.random.Generator,
     capped = u > 1.0 - cfg.cap_fraction if cfg.cap_fraction > 0 else np.zeros(u.shape, dtype=bool)
     u_body = np.where(capped, 0.5, u / (1.0 - cfg.cap_fraction))
     cap = cfg.max_response_tokens
-    if cfg.mean_response_tokens is None:
-        raw = sample_lengths(rdist, u_body, cfg.response_tokens.min)
-    else:
-        x = rdist.ppf(np.clip(u_body, 1e-12, 1 - 1e-12))
-        s = scale_to_mean(x, capped, cap, cfg.response_tokens.min, cfg.mean_response_tokens)
-        raw = np.maximum(np.rint(x * s), cfg.response_tokens.min).astype(np.int64)
-    raw = np.where(capped, cap, raw)
+    scale = 1.0
+    if cfg.mean_response_tokens is not None:
+        scale = scale_to_mean(quantiles(rdist, u_body), capped, cap, cfg.response_tokens.min,
+                              cfg.mean_response_tokens)
+    raw = np.where(capped, cap, sample_lengths(rdist, u_body, cfg.response_tokens.min, scale))
     response = np.minimum(raw, cap)
     truncated = raw >= cap
     stats = {"truncated_fraction": float(truncated.mean()),
