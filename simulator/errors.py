@@ -19,11 +19,19 @@ class RlsimError(Exception):
         return f"{self.field}: {msg}" if self.field else msg
 
 
+# a model-level validator's message that starts with this names one of the model's fields: "@name: text"
+FIELD_MARK = "@"
+
+
 def from_validation_error(err, source: str | None = None) -> RlsimError:
     """Turn a pydantic ValidationError into an RlsimError naming the first bad field."""
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__")
     msg = first.get("msg", "invalid value").removeprefix("Value error, ")  # pydantic's prefix to a validator's text
+    if msg.startswith(FIELD_MARK) and ": " in msg:
+        name, msg = msg[len(FIELD_MARK):].split(": ", 1)
+        loc = f"{loc}.{name}" if loc else name
+        first = {k: v for k, v in first.items() if k != "input"}
     if first.get("type") == "extra_forbidden":
         msg = "unknown key"
     if "input" in first and first.get("type") not in ("missing", "extra_forbidden"):

@@ -144,11 +144,17 @@ class PartialRollout(YamlModel):
     max_tokens_per_sequence: int | None = Field(None, ge=1)
 
 
+# the largest rollout batch rlsim simulates (sequences): 500x the largest published GRPO batch here (2,048), and
+# about what a run simulates in a few minutes; each sequence carries per-token state arrays
+MAX_BATCH_SEQUENCES = 1_000_000
+
+
 class RolloutConfig(YamlModel):
     """One rollout batch: prompts x samples_per_prompt sequences (GRPO groups)."""
 
     prompts: int = Field(64, ge=1)
-    samples_per_prompt: int = Field(8, ge=1)
+    samples_per_prompt: int = Field(8, ge=1, description=f"GRPO group size; prompts x samples_per_prompt at most "
+                                                         f"{MAX_BATCH_SEQUENCES:,} sequences")
     max_response_tokens: int = Field(4096, ge=1)
     prompt_tokens: LengthDistribution = Field(
         default_factory=lambda: LengthDistribution(kind="lognormal", median=256, sigma=0.6))
@@ -163,6 +169,15 @@ class RolloutConfig(YamlModel):
                                 "this (tokens): a run's measured mean, where the distribution gives only the "
                                 "shape (before pipeline.response_growth_per_step); null keeps the draw as it falls")
     partial: PartialRollout | None = None
+
+    @field_validator("samples_per_prompt")
+    @classmethod
+    def _check_batch(cls, v, info):
+        p = info.data.get("prompts")
+        if p is not None and p * v > MAX_BATCH_SEQUENCES:
+            raise ValueError(f"with rollout.prompts {p:,}, a batch of {p * v:,} sequences is more than rlsim "
+                             f"simulates (at most {MAX_BATCH_SEQUENCES:,})")
+        return v
 
     @field_validator("mean_response_tokens")
     @classmethod
@@ -216,7 +231,7 @@ class Scenario(YamlModel):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     speculative: SpeculativeConfig = Field(default_factory=SpeculativeConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="random seed of the sampled batches and acceptance draws")
     sources: dict[str, str] = Field(default_factory=dict)
 
     # ----------------------------------------------------------------------------------------------

@@ -1,15 +1,18 @@
 """Typed configs that load from and save to YAML (pydantic v2 models)."""
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from simulator.errors import RlsimError, from_validation_error
+from simulator.errors import FIELD_MARK, RlsimError, from_validation_error
 
 T = TypeVar("T", bound="YamlModel")
 
@@ -21,7 +24,18 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 class YamlModel(BaseModel):
     """Base for every config: unknown keys are errors; `load`/`save` round-trip through YAML."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=False, protected_namespaces=())
+    # no NaN or infinity in any number: a profile or scenario value is a measurement, a count or a limit
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, protected_namespaces=(), allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, data: Any) -> Any:
+        """YAML's true/false where a number belongs is an error (pydantic would read it as 1/0)."""
+        if isinstance(data, dict):
+            for name in _numeric_fields(cls):
+                if isinstance(data.get(name), bool):
+                    raise ValueError(f"{FIELD_MARK}{name}: expected a number, got a boolean ({data[name]})")  # noqa: TRY004
+        return data
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any], source: str | None = None) -> T:
@@ -45,6 +59,20 @@ class YamlModel(BaseModel):
         if header:
             text = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()) + text
         write_text_atomic(path, text)
+
+
+@functools.cache
+def _numeric_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a model that take a number and no boolean."""
+    return tuple(name for name, f in cls.model_fields.items() if _numeric(f.annotation))
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field's type takes a number (int or float, alone or in a union) and no boolean."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        return bool not in args and any(_numeric(a) for a in args)
+    return annotation in (int, float)
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:

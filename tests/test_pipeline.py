@@ -247,6 +247,7 @@ def test_run_cli_bad_input():
     assert_one_line_error(run_cli("run", "--set", "pipeline.mode=async"), "pipeline.colocated")
     assert_one_line_error(run_cli("run", "--set", "pipline.mode=async"), "pipeline.mode")
     assert_one_line_error(run_cli("run", "nope.yaml"), "nope.yaml")
+    assert_one_line_error(run_cli("run", "--seed", "-1"), "--seed", "non-negative integer")
     stray = run_cli("run", "workloads/scenarios/default.yaml", "extra.yaml")
     assert_one_line_error(stray, "unrecognized arguments: extra.yaml")
     assert stray.stderr.startswith("rlsim: error: unrecognized"), stray.stderr

@@ -77,6 +77,11 @@ def test_scenario_file_argument(tmp_path, capsys):
     (["--set", "cluster.hardware=h300"], "cluster.hardware"),
     (["--set", "speculative.method=eagle3", "speculative.profile=nope.yaml"], "speculative.profile"),
     (["--set", "rollout.max_response_tokens=2000000"], "rollout.max_response_tokens"),
+    (["--set", "rollout.prompt_tokens.median=1e9"], "rollout.prompt_tokens:"),
+    (["--set", "rollout.prompt_tokens.sigma=1e9"], "rollout.prompt_tokens:"),
+    (["--set", "engine.max_num_batched_tokens=512", "engine.max_num_seqs=1024"], "engine.max_num_batched_tokens"),
+    (["--set", "cluster.gpus=200000"], "cluster.gpus: 200,000 data-parallel engines"),
+    (["--seed", "-1"], "--seed"),
     (["--mode", "slow"], "--mode"),
     (["--requests-out", "x.xlsx"], "--requests-out"),
     (["no_such_scenario.yaml"], "no_such_scenario.yaml"),
@@ -109,3 +114,13 @@ def test_negative_lengths_in_an_empirical_file(tmp_path, capsys):
     assert rc == 2 and stdout == "" and len(err.strip().splitlines()) == 1
     assert "rollout.response_tokens.file" in err and "negative" in err
     assert not out.exists()
+
+
+def test_a_huge_lognormal_sigma_stays_finite_and_quiet(capsys):
+    """sigma far past any real length spread: every response runs to the cap or stops at once, with no overflow
+    warnings on stderr."""
+    rc, out, err = run(capsys, "rollout", "--set", "rollout.response_tokens.sigma=1e9", "rollout.prompts=4",
+                       "--json")
+    assert rc == 0 and err == "", err
+    lens = json.loads(out)
+    assert lens["num_sequences"] == 32 and lens["generated_tokens"] > 0

@@ -75,6 +75,13 @@ def test_unknown_key_names_it_and_the_nearest_valid_key():
     (["speculative.method=medusa"], "speculative.method"),
     (["speculative.acceptance_length=9", "speculative.num_tokens=3"], "speculative"),
     (["rollout.response_tokens.sigma=null"], "rollout.response_tokens"),
+    (["engine.step_overhead_s=inf"], "engine.step_overhead_s"),
+    (["engine.cpu_s_per_seq=nan"], "engine.cpu_s_per_seq"),
+    (["pipeline.data_s=.inf"], "pipeline.data_s"),
+    (["engine.max_num_batched_tokens=true"], "engine.max_num_batched_tokens"),
+    (["rollout.response_tokens.sigma=false"], "rollout.response_tokens.sigma"),
+    (["seed=-1"], "seed"),
+    (["rollout.prompts=1000000", "rollout.samples_per_prompt=2"], "rollout.samples_per_prompt"),
 ])
 def test_validation_errors_name_the_dotted_field(sets, field):
     with pytest.raises(RlsimError) as e:
@@ -149,3 +156,12 @@ def test_relative_files_resolve_against_the_scenario_then_the_project(tmp_path):
                                   "rollout.response_tokens.file=calibration/vidur/splitwise_conv.csv",
                                   "rollout.response_tokens.column=num_decode_tokens"])
     assert build_distribution(sc2.rollout.response_tokens, sc2.base_dir, "x").hi > 100
+
+
+def test_booleans_stay_booleans_and_whole_numbers_stay_numbers():
+    """Only numeric fields refuse true/false; boolean fields take them, and numbers keep their YAML forms."""
+    scn = scenario_from_dict({}, ["engine.async_scheduling=true", "engine.max_num_seqs=64", "rollout.cap_fraction=0.1"])
+    assert scn.engine.async_scheduling is True and scn.engine.max_num_seqs == 64 and scn.rollout.cap_fraction == 0.1
+    with pytest.raises(RlsimError) as e:
+        scenario_from_dict({}, ["rollout.cap_fraction=true"])
+    assert str(e.value).startswith("rollout.cap_fraction:") and "boolean" in str(e.value)

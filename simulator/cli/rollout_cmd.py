@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from simulator.cli.options import add_set_option
+from simulator.cli.options import add_set_option, seed_arg
 from simulator.errors import RlsimError
 
 
@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("scenario", nargs="?", help="scenario YAML (default: workloads/scenarios/default.yaml)")
     add_set_option(p, "override a scenario key, e.g. --set rollout.prompts=128 engine.max_num_seqs=256")
     p.add_argument("--mode", default="fast", help="fast (default) or exact (one event per engine iteration)")
-    p.add_argument("--seed", type=int, help="random seed (default: the scenario's)")
+    p.add_argument("--seed", type=seed_arg, help="random seed (default: the scenario's)")
     p.add_argument("--trace", metavar="OUT.json", help="write a Chrome/Perfetto trace of the engines' timelines")
     p.add_argument("--requests-out", metavar="FILE", help="per-request table (.csv or .parquet)")
     p.add_argument("--intervals-out", metavar="FILE", help="per-interval table (.csv or .parquet)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from simulator.cli.options import add_set_option
+from simulator.cli.options import add_set_option, seed_arg
 from simulator.errors import RlsimError
 
 
@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("scenario", nargs="?", help="scenario YAML (default: workloads/scenarios/default.yaml)")
     add_set_option(p, "override scenario keys, e.g. --set pipeline.mode=async pipeline.max_staleness=2 (repeatable)")
     p.add_argument("--steps", type=int, help="RL steps to simulate (default: pipeline.steps)")
-    p.add_argument("--seed", type=int, help="random seed (default: the scenario's)")
+    p.add_argument("--seed", type=seed_arg, help="random seed (default: the scenario's)")
     p.add_argument("--mode", choices=("fast", "exact"), default="fast", help="rollout simulation mode")
     p.add_argument("--trace", help="write a Chrome/Perfetto trace of the pipeline timeline (JSON)")
     p.add_argument("--steps-out", help="write the per-step table (CSV or Parquet)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from simulator.cli.options import add_set_option
+from simulator.cli.options import add_set_option, seed_arg
 from simulator.errors import RlsimError
 
 
@@ -26,7 +26,7 @@ def register(sub) -> None:
     add_set_option(p, "fixed overrides applied to every point (several per --set; repeatable)")
     p.add_argument("--out", required=True, metavar="FILE", help="results table (.parquet or .csv)")
     p.add_argument("--steps", type=int, help="RL steps per point (default: the scenario's pipeline.steps)")
-    p.add_argument("--seed", type=int, help="random seed of every point (default: the scenario's)")
+    p.add_argument("--seed", type=seed_arg, help="random seed of every point (default: the scenario's)")
     p.add_argument("--workers", type=int, help="worker processes (default: every CPU; 0: in this process)")
     p.add_argument("--backend", default="local", help="local (processes, default) or ray (a Ray cluster)")
     p.add_argument("--ray-address", help="Ray cluster to join (default: RAY_ADDRESS, else a local instance)")

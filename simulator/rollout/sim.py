@@ -36,6 +36,9 @@ from simulator.specdec.acceptance import AcceptanceProfile, ChainAcceptance, Sou
 from simulator.specdec.costs import DraftConfig, SpecDecodeCost
 
 MODES = ("fast", "exact")
+# the most engines one rollout simulates side by side (each holds its own state and random stream: 100,000 take
+# about 5 s and 0.3 GB before the first iteration); the async pipeline samples a few of its pool instead
+MAX_ENGINES = 100_000
 FAST_RTOL = 0.2  # fast mode: relative change of running count / mean context between cost-model knots
 
 _FIELD = {"tp": "engine.tensor_parallel_size", "ep": "engine.expert_parallel_size",
@@ -117,6 +120,9 @@ class RolloutSimulator:
         d_seqs, d_tokens = vllm_batch_defaults(hw)
         self.max_num_seqs = e.max_num_seqs or d_seqs
         self.max_num_batched_tokens = e.max_num_batched_tokens or d_tokens
+        if self.max_num_batched_tokens < self.max_num_seqs:  # vLLM's SchedulerConfig refuses it too
+            raise RlsimError(f"{self.max_num_batched_tokens} must be >= max_num_seqs ({self.max_num_seqs}), as vLLM "
+                             "requires", "engine.max_num_batched_tokens")
         # k: fixed, or the candidates of dynamic speculation
         self.k = sp.num_tokens if sp.method != "none" else 0
         if sp.method == "tree":
@@ -180,9 +186,13 @@ class RolloutSimulator:
                       int(batch.prompt_tokens.max()) + self.scenario.rollout.max_response_tokens)
         need = math.ceil((longest - 1 + self.vt_max + la) / self.limits.block_size)
         if need > self.num_blocks:
-            raise RlsimError(f"a sequence of {longest} tokens needs {need} KV-cache blocks but an engine holds "
-                             f"{self.num_blocks} ({self.num_blocks * self.limits.block_size} tokens); lower it or "
-                             "raise the engine's parallelism", "rollout.max_response_tokens")
+            # the prompt alone (and its first token) cannot fit: the prompt length is what to lower
+            prompt = int(batch.prompt_tokens.max())
+            alone = math.ceil((prompt + self.vt_max + la) / self.limits.block_size) > self.num_blocks
+            raise RlsimError(f"a sequence of {longest} tokens ({prompt} of prompt) needs {need} KV-cache blocks but "
+                             f"an engine holds {self.num_blocks} ({self.num_blocks * self.limits.block_size} tokens); "
+                             "lower it or raise the engine's parallelism",
+                             "rollout.prompt_tokens" if alone else "rollout.max_response_tokens")
         if not self.limits.chunked_prefill and longest - 1 > self.max_num_batched_tokens:
             raise RlsimError(f"without chunked prefill a sequence of {longest} tokens needs "
                              f"max_num_batched_tokens >= {longest - 1}", "engine.max_num_batched_tokens")
@@ -200,6 +210,9 @@ class RolloutSimulator:
         if mode not in MODES:
             raise RlsimError(f"unknown mode {mode!r} ({', '.join(MODES)})", "--mode")
         self.check_requests(batch)
+        if self.num_engines > MAX_ENGINES:
+            raise RlsimError(f"{self.num_engines:,} data-parallel engines is more than rlsim simulates side by side "
+                             f"(at most {MAX_ENGINES:,})", "cluster.gpus")
         sp = self.scenario.speculative
         if sp.method != "none" and acceptance is None:
             raise RlsimError("an acceptance model is needed", "speculative.profile")

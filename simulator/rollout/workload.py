@@ -22,6 +22,10 @@ from simulator.scenario import LengthDistribution, RolloutConfig, resolve_path
 
 
 # --------------------------------------------------------------------------------------------- distributions
+# the longest length a draw may take (tokens): far beyond any context, and safely inside int64 once rounded
+LOG_MAX_TOKENS = 40.0
+
+
 class _Dist:
     """A length distribution with a vectorised quantile function `ppf(u)` and CDF `cdf(x)` (tokens)."""
 
@@ -38,11 +42,11 @@ class _Dist:
 class _LogNormal(_Dist):
     def __init__(self, mu: float, sigma: float):
         self.mu, self.sigma = mu, sigma
-        self.lo = float(np.exp(mu - 9 * sigma))
-        self.hi = float(np.exp(mu + 9 * sigma))
+        self.lo = float(np.exp(np.clip(mu - 9 * sigma, -LOG_MAX_TOKENS, LOG_MAX_TOKENS)))
+        self.hi = float(np.exp(np.clip(mu + 9 * sigma, -LOG_MAX_TOKENS, LOG_MAX_TOKENS)))
 
     def ppf(self, u):
-        return np.exp(self.mu + self.sigma * ndtri(u))
+        return np.exp(np.clip(self.mu + self.sigma * ndtri(u), -LOG_MAX_TOKENS, LOG_MAX_TOKENS))
 
     def cdf(self, x):
         x = np.maximum(np.asarray(x, dtype=float), 1e-300)
