@@ -188,11 +188,14 @@ class RolloutConfig(YamlModel):
         return v
 
 
+MAX_SPEC_TOKENS = 64  # the most draft tokens per iteration a scenario may ask for
+
+
 class SpeculativeConfig(YamlModel):
     """Speculative decoding in the rollouts. method none = plain autoregressive decoding."""
 
     method: Literal[METHODS] = "none"  # type: ignore[valid-type]
-    num_tokens: int = Field(3, ge=0, le=64, description="k: draft tokens per iteration")
+    num_tokens: int = Field(3, ge=0, le=MAX_SPEC_TOKENS, description="k: draft tokens per iteration")
     acceptance_length: float | None = Field(None, ge=1, description="mean accepted tokens per verify at "
                                                                     "num_tokens (i.i.d.)")
     profile: str | None = Field(None, description="acceptance profile YAML (workloads/acceptance/)")

@@ -131,6 +131,8 @@ def test_cli_prints_the_best_and_why(tmp_path):
     (["--gpus", "0"], ["--gpus", "must be >= 1"]),
     (["--gpus", "4", "--splits", "0.5,x"], ["--splits", "comma-separated"]),
     (["--gpus", "4", "--set", "engine.tensor_parallel=2"], ["engine.tensor_parallel", "did you mean"]),
+    (["--gpus", "4", "--max-k", "100"], ["--max-k", "1..64"]),
+    (["--gpus", "4", "--steps", "0"], ["--steps", "must be >= 1"]),
 ])
 def test_cli_bad_input_is_one_line(capsys, args, needles):
     from simulator.cli.main import main

@@ -271,3 +271,13 @@ def test_colocated_engines_back_their_weights_up_to_pinned_host_memory_at_sleep_
     apart = run_pipeline(load_scenario(None, ["pipeline.mode=async", "pipeline.colocated=false"]),
                          steps=3).steps["training_detail"].iloc[-1]
     assert apart["engine_sleep"] == 0.0 and apart["engine_wake"] == 0.0
+
+
+def test_a_trajectory_age_past_the_run_is_the_same_run_as_the_run_length():
+    """Staleness >= the run's steps lets the initial weights generate every batch already: 10^9 runs (it once built
+    a stream of 10^9 batches) and gives the same steps as a staleness equal to the run's length."""
+    sets = ["pipeline.mode=async", "pipeline.colocated=false", "pipeline.warmup_steps=1"]
+    at_len = run_pipeline(load_scenario(None, [*sets, "pipeline.max_staleness=3"]), steps=3).summary()
+    huge = run_pipeline(load_scenario(None, [*sets, "pipeline.max_staleness=1000000000"]), steps=3).summary()
+    one = run_pipeline(load_scenario(None, [*sets, "pipeline.max_staleness=1"]), steps=3).summary()
+    assert huge == at_len and huge["total_step_time"] != one["total_step_time"]

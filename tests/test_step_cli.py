@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from conftest import assert_one_line_error, run_cli
 
@@ -85,3 +86,17 @@ def test_a_subcommand_builds_only_its_own_parser_and_help_lists_them_all():
     assert top.returncode == 0 and all(name in top.stdout for name in COMMANDS)
     typo = run_cli("stepp")
     assert typo.returncode == 2 and "invalid choice" in typo.stderr and "'step'" in typo.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--kv-dtype", "fp7"], "--kv-dtype: unknown KV-cache dtype 'fp7'"),
+    (["--tp", "3"], "--tp: tp=3 does not divide"),
+    (["--dtype", "int3"], "--dtype: unknown dtype"),
+    (["--attention-backend", "nope"], "--attention-backend: profile H200-SXM has no attention backend"),
+    (["--out", "pred.csv"], "--out: writes the predictions of --cases"),
+])
+def test_bad_options_name_the_option(capsys, args, needle):
+    from simulator.cli.main import main
+    rc = main(["step", "--hardware", "h200", "--model", "qwen3-8b", "--batch", "1", "--context", "10", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err

@@ -70,12 +70,28 @@ def _plan(sm, batch, context):
                        max_tokens=batch, utilization=1.0)
 
 
+# the cost model's names of what it checks -> this command's options
+_OPTION = {"tp": "--tp", "ep": "--ep", "pp": "--pp", "dtype": "--dtype", "kv_dtype": "--kv-dtype",
+           "attention_backend": "--attention-backend", "moe_kernel": "--moe-kernel"}
+
+
 def run(args) -> int:
+    try:
+        return _run(args)
+    except RlsimError as e:
+        if e.field in _OPTION:
+            e.field = _OPTION[e.field]
+        raise
+
+
+def _run(args) -> int:
     from simulator.hardware import load_hardware
     hw = load_hardware(args.hardware, field="--hardware")
     models = _Models(hw, args.kv_dtype, args.attention_backend, args.moe_kernel, args.all_reduce)
     if args.cases:
         return _run_cases(args, models)
+    if args.out:
+        raise RlsimError("writes the predictions of --cases; without it the step prints (--json for JSON)", "--out")
     if not args.model:
         raise RlsimError("is required (or give --cases)", "--model")
     batch = _positive(args.batch, "--batch")

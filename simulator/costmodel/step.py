@@ -74,6 +74,8 @@ class StepCostModel:
         self.peak_bf16 = self.hw.peak("bf16")
         self.bw = self.hw.hbm_bandwidth
         self.w_bytes = DTYPE_BYTES[dtype]
+        if kv_dtype not in DTYPE_BYTES:
+            raise RlsimError(f"unknown KV-cache dtype {kv_dtype!r} ({', '.join(DTYPE_BYTES)})", "kv_dtype")
         self.kv_bytes = DTYPE_BYTES[kv_dtype]
         eff = self.hw.efficiency
         self.gemm_curve = self.hw.gemm_curve(dtype)

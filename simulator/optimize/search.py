@@ -27,6 +27,7 @@ import pandas as pd
 from simulator.errors import RlsimError
 from simulator.optimize.explain import OBJECTIVES, why
 from simulator.optimize.space import Layout, Speculation, layouts, placements, speculations
+from simulator.scenario import MAX_SPEC_TOKENS
 from simulator.sweep import backends
 from simulator.sweep.progress import Progress
 from simulator.sweep.worker import Job
@@ -92,8 +93,10 @@ def optimize(scenario: str | os.PathLike | None, gpus: int, objective: str = "st
         raise RlsimError(f"unknown objective {objective!r} ({', '.join(OBJECTIVES)})", "--objective")
     if gpus < 1:
         raise RlsimError(f"must be >= 1 (got {gpus})", "--gpus")
-    if max_k < 1:
-        raise RlsimError(f"must be >= 1 (got {max_k})", "--max-k")
+    if not 1 <= max_k <= MAX_SPEC_TOKENS:
+        raise RlsimError(f"must be in 1..{MAX_SPEC_TOKENS}, speculative.num_tokens' range (got {max_k})", "--max-k")
+    if steps is not None and steps < 1:
+        raise RlsimError(f"must be >= 1 (got {steps})", "--steps")
     if any(s < 0 for s in staleness):
         raise RlsimError("must be >= 0", "--staleness")
     if any(not 0 < f < 1 for f in fractions):

@@ -247,7 +247,8 @@ def _cosimulate(sim, gen_scn, batches, costs, p, mode, seed, drifts):
     """Async GRPO: the sampled generation engines, NeMo-RL's trajectory collector and the trainer in one
     simulation (pipeline/collector.py); batch j of the stream is step j's (steps beyond the run repeat the last
     step's batch, as a longer run would keep generating). A drifting acceptance follows the weight version."""
-    age = p.max_staleness
+    # a trajectory age beyond the run's steps lets the initial weights generate every batch already: the same run
+    age = min(p.max_staleness, len(costs))
     P = gen_scn.rollout.prompts
     sample = sample_engines(sim.num_engines, P, p.cosim_engines)
     ssim = sim  # the whole pool, or a smaller copy of it
