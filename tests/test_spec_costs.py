@@ -69,3 +69,20 @@ def test_spec_bad_input():
                                   "--profile", PROFILE, "--batch", "1", "--context", "10", "--k", "-1"), "k")
     assert_one_line_error(run_cli("spec", "--hardware", "h200", "--model", "llama-3.1-8b", "--draft", "magic",
                                   "--acceptance-length", "2", "--batch", "1", "--context", "10"), "method")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--draft", "magic"], "--draft: unknown method 'magic'"),
+    (["--draft-tp", "0"], "--draft-tp: must be >= 1"),
+    (["--tree-tokens", "-1"], "--tree-tokens: must be >= 0"),
+    (["--iteration-overhead", "nan"], "--iteration-overhead: must be >= 0"),
+    (["--tp", "3"], "--tp: tp=3 does not divide"),
+    (["--dtype", "int3"], "--dtype: unknown dtype"),
+])
+def test_spec_bad_options_name_the_option(capsys, args, needle):
+    from simulator.cli.main import main
+    base = {"--draft": "eagle3", "--acceptance-length": "2", "--batch": "1", "--context": "10"}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    rc = main(["spec", "--hardware", "h200", "--model", "llama-3.1-8b", *[x for kv in base.items() for x in kv]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err

@@ -1,6 +1,32 @@
 """Command-line options shared by several rlsim commands."""
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
+
+from simulator.errors import RlsimError
+
+# what the cost model calls the settings it checks -> the options of `rlsim step` and `rlsim spec`
+COST_MODEL_OPTIONS = {"tp": "--tp", "ep": "--ep", "pp": "--pp", "dtype": "--dtype", "kv_dtype": "--kv-dtype",
+                      "attention_backend": "--attention-backend", "moe_kernel": "--moe-kernel"}
+
+
+@contextlib.contextmanager
+def option_names(mapping: dict[str, str]) -> Iterator[None]:
+    """Errors raised inside name the command's option (`mapping`: field -> option) instead of the field."""
+    try:
+        yield
+    except RlsimError as e:
+        e.field = mapping.get(e.field, e.field)
+        raise
+
+
+def check_at_least(value: float, least: float, option: str) -> None:
+    """A finite option value >= `least`, else an RlsimError naming the option."""
+    if not (math.isfinite(value) and value >= least):
+        raise RlsimError(f"must be >= {least:g} (got {value:g})", option)
+
 
 def add_set_option(p, help_text: str) -> None:
     """`--set KEY=VALUE [KEY=VALUE ...]`, repeatable, collected in `args.sets` (applied by

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from simulator.cli.options import COST_MODEL_OPTIONS, check_at_least, option_names
 from simulator.errors import RlsimError
 
 
@@ -60,16 +61,26 @@ def load_acceptance(profile: str | None, acceptance_length: float | None, k: int
 
 
 def run(args) -> int:
+    with option_names({**COST_MODEL_OPTIONS, "speculative.method": "--draft"}):
+        return _run(args)
+
+
+def _run(args) -> int:
     import numpy as np
     from simulator.costmodel.step import StepCostModel
     from simulator.specdec.acceptance import check_k
-    from simulator.specdec.costs import DraftConfig, SpecDecodeCost, goodput_optimal_k
+    from simulator.specdec.costs import METHODS, DraftConfig, SpecDecodeCost, goodput_optimal_k
+    if args.draft not in METHODS:
+        raise RlsimError(f"unknown method {args.draft!r} ({', '.join(METHODS)})", "--draft")
     ks = [check_k(k, "--k") for k in args.k]
     for b in args.batch:
         if b < 1:
             raise RlsimError(f"must be >= 1 (got {b})", "--batch")
     if args.context < 1:
         raise RlsimError(f"must be >= 1 (got {args.context})", "--context")
+    for least, option in ((1, "--draft-tp"), (1, "--acceptance-k"), (0, "--tree-tokens"), (0, "--tree-depth"),
+                          (0, "--tree-width"), (0, "--iteration-overhead"), (0, "--draft-step-overhead")):
+        check_at_least(getattr(args, option[2:].replace("-", "_")), least, option)
     acc = load_acceptance(args.profile, args.acceptance_length, args.acceptance_k, args.draft, args.rl_step)
     target = StepCostModel(args.hardware, args.model, tp=args.tp, ep=args.ep, dtype=args.dtype, all_reduce="vllm")
     spec = SpecDecodeCost(target, DraftConfig(method=args.draft, draft_model=args.draft_model,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
+from simulator.cli.options import COST_MODEL_OPTIONS, option_names
 from simulator.errors import RlsimError
 
 
@@ -70,18 +71,9 @@ def _plan(sm, batch, context):
                        max_tokens=batch, utilization=1.0)
 
 
-# the cost model's names of what it checks -> this command's options
-_OPTION = {"tp": "--tp", "ep": "--ep", "pp": "--pp", "dtype": "--dtype", "kv_dtype": "--kv-dtype",
-           "attention_backend": "--attention-backend", "moe_kernel": "--moe-kernel"}
-
-
 def run(args) -> int:
-    try:
+    with option_names(COST_MODEL_OPTIONS):
         return _run(args)
-    except RlsimError as e:
-        if e.field in _OPTION:
-            e.field = _OPTION[e.field]
-        raise
 
 
 def _run(args) -> int:
