@@ -29,3 +29,11 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
     assert "Traceback" not in proc.stderr
     for n in needles:
         assert n.lower() in err[0].lower(), (n, err[0])
+
+
+def assert_main_error(capsys, argv: list[str], needle: str) -> None:
+    """`rlsim ARGV` in this process: exit 2 and one line on stderr that holds `needle`."""
+    from simulator.cli.main import main
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err

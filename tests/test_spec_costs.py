@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_one_line_error, run_cli
+from conftest import ROOT, assert_main_error, assert_one_line_error, run_cli
 from simulator.costmodel.step import StepCostModel
 from simulator.errors import RlsimError
 from simulator.specdec.costs import DraftConfig, SpecDecodeCost
@@ -80,9 +80,7 @@ def test_spec_bad_input():
     (["--dtype", "int3"], "--dtype: unknown dtype"),
 ])
 def test_spec_bad_options_name_the_option(capsys, args, needle):
-    from simulator.cli.main import main
     base = {"--draft": "eagle3", "--acceptance-length": "2", "--batch": "1", "--context": "10"}
     base.update(dict(zip(args[::2], args[1::2], strict=True)))
-    rc = main(["spec", "--hardware", "h200", "--model", "llama-3.1-8b", *[x for kv in base.items() for x in kv]])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and needle in err[0], err
+    assert_main_error(capsys, ["spec", "--hardware", "h200", "--model", "llama-3.1-8b",
+                               *[x for kv in base.items() for x in kv]], needle)

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_main_error, assert_one_line_error, run_cli
 
 
 def test_step_json_has_step_ms_and_breakdown():
@@ -96,7 +96,5 @@ def test_a_subcommand_builds_only_its_own_parser_and_help_lists_them_all():
     (["--out", "pred.csv"], "--out: writes the predictions of --cases"),
 ])
 def test_bad_options_name_the_option(capsys, args, needle):
-    from simulator.cli.main import main
-    rc = main(["step", "--hardware", "h200", "--model", "qwen3-8b", "--batch", "1", "--context", "10", *args])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and needle in err[0], err
+    assert_main_error(capsys, ["step", "--hardware", "h200", "--model", "qwen3-8b", "--batch", "1", "--context", "10",
+                               *args], needle)
