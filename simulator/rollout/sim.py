@@ -36,8 +36,9 @@ from simulator.specdec.acceptance import AcceptanceProfile, ChainAcceptance, Sou
 from simulator.specdec.costs import DraftConfig, SpecDecodeCost
 
 MODES = ("fast", "exact")
-# the most engines one rollout simulates side by side (each holds its own state and random stream: 100,000 take
-# about 5 s and 0.3 GB before the first iteration); the async pipeline samples a few of its pool instead
+# the most engines one rollout simulates side by side, each with its own state and random stream (`rlsim run --set
+# cluster.gpus=100000 --steps 1` on the default scenario: 7 s and 0.5 GB in all); the async pipeline samples a few
+# engines of its pool instead
 MAX_ENGINES = 100_000
 FAST_RTOL = 0.2  # fast mode: relative change of running count / mean context between cost-model knots
 
