@@ -217,8 +217,8 @@ class SpeculativeConfig(YamlModel):
         if self.acceptance_length is not None and self.acceptance_length > self.num_tokens + 1:
             raise ValueError(f"acceptance_length {self.acceptance_length} exceeds num_tokens + 1 = "
                              f"{self.num_tokens + 1}")
-        if any(k < 0 for k in self.candidate_ks) or not self.candidate_ks:
-            raise ValueError("candidate_ks must be a non-empty list of k >= 0")
+        if not self.candidate_ks or any(not 0 <= k <= MAX_SPEC_TOKENS for k in self.candidate_ks):
+            raise ValueError(f"candidate_ks must be a non-empty list of k in 0..{MAX_SPEC_TOKENS}")
         if self.dynamic_k and self.method == "tree":
             raise ValueError("dynamic_k does not apply to tree drafts")
         return self

@@ -81,6 +81,7 @@ def test_unknown_key_names_it_and_the_nearest_valid_key():
     (["engine.max_num_batched_tokens=true"], "engine.max_num_batched_tokens"),
     (["rollout.response_tokens.sigma=false"], "rollout.response_tokens.sigma"),
     (["seed=-1"], "seed"),
+    (["speculative.candidate_ks=[1, 100]"], "speculative"),
     (["rollout.prompts=1000000", "rollout.samples_per_prompt=2"], "rollout.samples_per_prompt"),
 ])
 def test_validation_errors_name_the_dotted_field(sets, field):
