@@ -124,3 +124,13 @@ def test_a_huge_lognormal_sigma_stays_finite_and_quiet(capsys):
     assert rc == 0 and err == "", err
     lens = json.loads(out)
     assert lens["num_sequences"] == 32 and lens["generated_tokens"] > 0
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    """A folder where the file should go (or any OS refusal) names the path; no temporary file stays behind."""
+    (tmp_path / "trace.json").mkdir()
+    rc, out, err = run(capsys, "rollout", "--trace", tmp_path / "trace.json", "--json")
+    lines = err.strip().splitlines()
+    assert rc == 2 and out == "" and len(lines) == 1, err
+    assert f"{tmp_path / 'trace.json'}: cannot write here" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trace.json"]
