@@ -166,3 +166,32 @@ def test_booleans_stay_booleans_and_whole_numbers_stay_numbers():
     with pytest.raises(RlsimError) as e:
         scenario_from_dict({}, ["rollout.cap_fraction=true"])
     assert str(e.value).startswith("rollout.cap_fraction:") and "boolean" in str(e.value)
+
+
+def _numeric_keys(cls, prefix=""):
+    """Dotted keys of every int/float field of a config model and its sub-models (typing walk, no instance)."""
+    import types
+    import typing
+    from pydantic import BaseModel
+    for name, f in cls.model_fields.items():
+        args = typing.get_args(f.annotation) if typing.get_origin(f.annotation) in (typing.Union, types.UnionType) \
+            else (f.annotation,)
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        if models:
+            yield from _numeric_keys(models[0], f"{prefix}{name}.")
+        elif bool not in args and any(a in (int, float) for a in args):
+            yield prefix + name
+
+
+NUMERIC_KEYS = sorted(_numeric_keys(Scenario))
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "true", "abc", "[1, 2]"])
+def test_no_numeric_key_takes_a_non_number(value):
+    """Every int/float key of every section (found by walking the models, so new keys are covered): infinity, NaN,
+    a boolean, a word or a list is one error naming that key."""
+    assert len(NUMERIC_KEYS) > 60 and "training.moe_layer_overhead_s" in NUMERIC_KEYS
+    for key in NUMERIC_KEYS:
+        with pytest.raises(RlsimError) as e:
+            scenario_from_dict({}, [f"{key}={value}"])
+        assert str(e.value).startswith(key + ":"), (key, str(e.value))
