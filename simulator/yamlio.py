@@ -103,13 +103,10 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes atomically (missing folders are made); a path that cannot be written is an RlsimError naming it."""
     p = Path(path)
+    tmp = None
     try:
-        if p.parent and not p.parent.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
+        p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise RlsimError(f"cannot write here ({e.strerror or e})", str(path)) from None
-    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         umask = os.umask(0)
@@ -117,7 +114,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, p)
     except BaseException as e:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(e, OSError):
             raise RlsimError(f"cannot write here ({e.strerror or e})", str(path)) from None

@@ -36,10 +36,7 @@ def add_set_option(p, help_text: str) -> None:
 
 def seed_arg(text: str) -> int:
     """argparse type of `--seed`: a non-negative integer (numpy's seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(text) from None
+    value = int(text)  # argparse turns a ValueError into its "invalid ... value" line
     if value < 0:
         raise ValueError(text)
     return value

@@ -69,25 +69,22 @@ def _run(args) -> int:
     import numpy as np
     from simulator.costmodel.step import StepCostModel
     from simulator.specdec.acceptance import check_k
-    from simulator.specdec.costs import METHODS, DraftConfig, SpecDecodeCost, goodput_optimal_k
-    if args.draft not in METHODS:
-        raise RlsimError(f"unknown method {args.draft!r} ({', '.join(METHODS)})", "--draft")
+    from simulator.specdec.costs import DraftConfig, SpecDecodeCost, goodput_optimal_k
     ks = [check_k(k, "--k") for k in args.k]
     for b in args.batch:
-        if b < 1:
-            raise RlsimError(f"must be >= 1 (got {b})", "--batch")
-    if args.context < 1:
-        raise RlsimError(f"must be >= 1 (got {args.context})", "--context")
-    for least, option in ((1, "--draft-tp"), (1, "--acceptance-k"), (0, "--tree-tokens"), (0, "--tree-depth"),
-                          (0, "--tree-width"), (0, "--iteration-overhead"), (0, "--draft-step-overhead")):
+        check_at_least(b, 1, "--batch")
+    for least, option in ((1, "--context"), (1, "--draft-tp"), (1, "--acceptance-k"), (0, "--tree-tokens"),
+                          (0, "--tree-depth"), (0, "--tree-width"), (0, "--iteration-overhead"),
+                          (0, "--draft-step-overhead")):
         check_at_least(getattr(args, option[2:].replace("-", "_")), least, option)
-    acc = load_acceptance(args.profile, args.acceptance_length, args.acceptance_k, args.draft, args.rl_step)
     target = StepCostModel(args.hardware, args.model, tp=args.tp, ep=args.ep, dtype=args.dtype, all_reduce="vllm")
+    # the draft first: SpecDecodeCost checks the method (an unknown one names --draft) before the acceptance model
     spec = SpecDecodeCost(target, DraftConfig(method=args.draft, draft_model=args.draft_model,
                                               draft_tp=args.draft_tp, tree_tokens=args.tree_tokens,
                                               tree_depth=args.tree_depth, tree_width=args.tree_width,
                                               iteration_overhead_s=args.iteration_overhead,
                                               draft_step_overhead_s=args.draft_step_overhead))
+    acc = load_acceptance(args.profile, args.acceptance_length, args.acceptance_k, args.draft, args.rl_step)
     taus = {k: float(acc.tau(k)) for k in ks}
     if args.draft == "none":
         taus = {k: 1.0 for k in ks}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from simulator.cli.options import COST_MODEL_OPTIONS, option_names
+from simulator.cli.options import COST_MODEL_OPTIONS, check_at_least, option_names
 from simulator.errors import RlsimError
 
 
@@ -42,8 +42,7 @@ def register(sub) -> None:
 def _positive(v, name: str) -> int:
     if v is None:
         raise RlsimError("is required", name)
-    if int(v) < 1:
-        raise RlsimError(f"must be >= 1 (got {v})", name)
+    check_at_least(v, 1, name)
     return int(v)
 
 

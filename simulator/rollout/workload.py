@@ -39,14 +39,19 @@ class _Dist:
         raise NotImplementedError
 
 
+def _exp_tokens(log_length):
+    """Lengths (tokens) from log lengths, kept within e^+-LOG_MAX_TOKENS."""
+    return np.exp(np.clip(log_length, -LOG_MAX_TOKENS, LOG_MAX_TOKENS))
+
+
 class _LogNormal(_Dist):
     def __init__(self, mu: float, sigma: float):
         self.mu, self.sigma = mu, sigma
-        self.lo = float(np.exp(np.clip(mu - 9 * sigma, -LOG_MAX_TOKENS, LOG_MAX_TOKENS)))
-        self.hi = float(np.exp(np.clip(mu + 9 * sigma, -LOG_MAX_TOKENS, LOG_MAX_TOKENS)))
+        self.lo = float(_exp_tokens(mu - 9 * sigma))
+        self.hi = float(_exp_tokens(mu + 9 * sigma))
 
     def ppf(self, u):
-        return np.exp(np.clip(self.mu + self.sigma * ndtri(u), -LOG_MAX_TOKENS, LOG_MAX_TOKENS))
+        return _exp_tokens(self.mu + self.sigma * ndtri(u))
 
     def cdf(self, x):
         x = np.maximum(np.asarray(x, dtype=float), 1e-300)
