@@ -1,6 +1,8 @@
 """User-facing errors: one line that names the offending field, never a traceback."""
 from __future__ import annotations
 
+import math
+
 
 class RlsimError(Exception):
     """Bad input or an impossible configuration.
@@ -17,6 +19,12 @@ class RlsimError(Exception):
     def __str__(self) -> str:
         msg = " ".join(self.message.split())  # always one line
         return f"{self.field}: {msg}" if self.field else msg
+
+
+def check_at_least(value: float, least: float, field: str) -> None:
+    """A finite `value` >= `least`, else an RlsimError naming `field` (a config key or a CLI option)."""
+    if not (math.isfinite(value) and value >= least):
+        raise RlsimError(f"must be >= {least:g} (got {value:g})", field)
 
 
 # a model-level validator's message that starts with this names one of the model's fields: "@name: text"

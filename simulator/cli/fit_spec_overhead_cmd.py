@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from simulator.errors import RlsimError
+from simulator.errors import RlsimError, check_at_least
 
 
 def register(sub) -> None:
@@ -33,8 +33,7 @@ def run(args) -> int:
 
     if args.drafter not in METHODS or args.drafter == "none":
         raise RlsimError(f"unknown speculative method {args.drafter!r} ({', '.join(METHODS[1:])})", "--drafter")
-    if args.context < 1:
-        raise RlsimError(f"must be >= 1 (got {args.context})", "--context")
+    check_at_least(args.context, 1, "--context")
     table = read_tpot_table(args.table)
     target = StepCostModel(args.hardware, args.model, tp=args.tp, dtype=args.dtype, all_reduce="vllm")
     fit = fit_spec_overhead(target, table, args.drafter, args.draft_model, args.context, args.fit_k)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from simulator.cli.options import add_set_option
-from simulator.errors import RlsimError
+from simulator.errors import RlsimError, check_at_least
 
 
 def register(sub) -> None:
@@ -58,8 +58,7 @@ def run(args) -> int:
     from simulator.rollout.results import check_table_path, write_table
     if args.out:
         check_table_path(args.out, "--out")
-    if args.top < 1:
-        raise RlsimError(f"must be >= 1 (got {args.top})", "--top")
+    check_at_least(args.top, 1, "--top")
     res = optimize(args.scenario, args.gpus, args.objective, sets=args.sets, max_k=args.max_k,
                    dynamic_k=not args.no_dynamic_k, fractions=_floats(args.splits, "--splits"),
                    staleness=_ints(args.staleness, "--staleness"), max_engine_gpus=args.max_engine_gpus,

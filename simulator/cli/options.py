@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 
 from simulator.errors import RlsimError
@@ -20,12 +19,6 @@ def option_names(mapping: dict[str, str]) -> Iterator[None]:
     except RlsimError as e:
         e.field = mapping.get(e.field, e.field)
         raise
-
-
-def check_at_least(value: float, least: float, option: str) -> None:
-    """A finite option value >= `least`, else an RlsimError naming the option."""
-    if not (math.isfinite(value) and value >= least):
-        raise RlsimError(f"must be >= {least:g} (got {value:g})", option)
 
 
 def add_set_option(p, help_text: str) -> None:

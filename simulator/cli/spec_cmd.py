@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from simulator.cli.options import COST_MODEL_OPTIONS, check_at_least, option_names
-from simulator.errors import RlsimError
+from simulator.cli.options import COST_MODEL_OPTIONS, option_names
+from simulator.errors import RlsimError, check_at_least
 
 
 def register(sub) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import sys
 
-from simulator.cli.options import COST_MODEL_OPTIONS, check_at_least, option_names
-from simulator.errors import RlsimError
+from simulator.cli.options import COST_MODEL_OPTIONS, option_names
+from simulator.errors import RlsimError, check_at_least
 
 
 def register(sub) -> None:

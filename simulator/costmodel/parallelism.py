@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.errors import RlsimError
+from simulator.errors import RlsimError, check_at_least
 from simulator.model_config import ModelConfig
 
 
@@ -25,8 +25,7 @@ def check_parallelism(model: ModelConfig, par: Parallelism, prefix: str = "") ->
     """Raise RlsimError naming the field when `par` cannot shard `model`."""
     a = model.attention
     for name, v in (("tp", par.tp), ("ep", par.ep), ("pp", par.pp)):
-        if v < 1:
-            raise RlsimError(f"must be >= 1 (got {v})", prefix + name)
+        check_at_least(v, 1, prefix + name)
     if a.heads % par.tp:
         raise RlsimError(f"tp={par.tp} does not divide the {a.heads} attention heads of {model.name}", prefix + "tp")
     if a.kind == "gqa" and a.kv_heads % par.tp and par.tp % a.kv_heads:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from simulator.errors import RlsimError
+from simulator.errors import RlsimError, check_at_least
 from simulator.optimize.explain import OBJECTIVES, why
 from simulator.optimize.space import Layout, Speculation, layouts, placements, speculations
 from simulator.scenario import MAX_SPEC_TOKENS
@@ -91,12 +91,11 @@ def optimize(scenario: str | os.PathLike | None, gpus: int, objective: str = "st
     t0 = time.monotonic()
     if objective not in OBJECTIVES:
         raise RlsimError(f"unknown objective {objective!r} ({', '.join(OBJECTIVES)})", "--objective")
-    if gpus < 1:
-        raise RlsimError(f"must be >= 1 (got {gpus})", "--gpus")
+    check_at_least(gpus, 1, "--gpus")
     if not 1 <= max_k <= MAX_SPEC_TOKENS:
         raise RlsimError(f"must be in 1..{MAX_SPEC_TOKENS}, speculative.num_tokens' range (got {max_k})", "--max-k")
-    if steps is not None and steps < 1:
-        raise RlsimError(f"must be >= 1 (got {steps})", "--steps")
+    if steps is not None:
+        check_at_least(steps, 1, "--steps")
     if any(s < 0 for s in staleness):
         raise RlsimError("must be >= 0", "--staleness")
     if any(not 0 < f < 1 for f in fractions):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from simulator.errors import RlsimError
+from simulator.errors import RlsimError, check_at_least
 from simulator.pipeline.config import PipelineConfig, RewardConfig, TrainingConfig
 from simulator.pipeline.collector import cosimulate_async, sample_engines
 from simulator.pipeline.sim import TIMERS, StepCosts, simulate
@@ -98,8 +98,7 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
     tr = scn.training or TrainingConfig()
     rw = scn.reward or RewardConfig()
     n_steps = steps if steps is not None else p.steps
-    if n_steps < 1:
-        raise RlsimError(f"must be >= 1 (got {n_steps})", "--steps")
+    check_at_least(n_steps, 1, "--steps")
     seed = scn.seed if seed is None else seed
     gen_gpus, train_gpus = placement(scn)
     gen_scn = scn.model_copy(update={"cluster": scn.cluster.model_copy(update={"gpus": gen_gpus})})

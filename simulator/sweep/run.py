@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from simulator.errors import RlsimError
+from simulator.errors import RlsimError, check_at_least
 from simulator.sweep import backends
 from simulator.sweep.grid import GridAxis, canonical, grid_points, parse_grids
 from simulator.sweep.progress import Progress
@@ -85,10 +85,10 @@ def run_sweep(scenario: str | os.PathLike | None, grid, out: str | os.PathLike |
         raise RlsimError(f"unknown backend {backend!r} ({', '.join(backends.BACKENDS)})", "--backend")
     if backend == "ray":
         backends.import_ray()  # missing: one line before anything is written
-    if steps is not None and steps < 1:
-        raise RlsimError(f"must be >= 1 (got {steps})", "--steps")
-    if workers is not None and workers < 0:
-        raise RlsimError(f"must be >= 0 (got {workers})", "--workers")
+    if steps is not None:
+        check_at_least(steps, 1, "--steps")
+    if workers is not None:
+        check_at_least(workers, 0, "--workers")
     if out is not None:
         check_out_path(out)
     axes = parse_grids(grid)

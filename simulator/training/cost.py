@@ -23,7 +23,7 @@ from simulator.costmodel.collectives import collective_time
 from simulator.costmodel.moe import moe_train_times
 from simulator.costmodel.parallelism import Parallelism, check_parallelism
 from simulator.costmodel.step import StepCostModel
-from simulator.errors import RlsimError
+from simulator.errors import RlsimError, check_at_least
 from simulator.hardware import HardwareProfile, load_hardware
 from simulator.model_config import ModelConfig, load_model
 
@@ -66,8 +66,7 @@ class TrainCost:
 
 
 def check_setup(model: ModelConfig, s: TrainSetup, prefix: str = "training.") -> None:
-    if s.gpus < 1:
-        raise RlsimError(f"must be >= 1 (got {s.gpus})", prefix + "gpus")
+    check_at_least(s.gpus, 1, prefix + "gpus")
     per = s.tp * s.pp * s.cp
     if s.gpus % per:
         name = "tensor_parallel_size" if s.gpus % s.tp else ("pipeline_parallel_size" if s.gpus % (s.tp * s.pp)
