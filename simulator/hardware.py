@@ -7,17 +7,31 @@ seconds. `sources` maps a field path to where its number came from.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from simulator.catalogue import Catalogue
-from simulator.errors import RlsimError
+from simulator.errors import FIELD_MARK, RlsimError
 from simulator.paths import hardware_dir
 from simulator.yamlio import YamlModel
 
 Dtype = Literal["bf16", "fp8", "fp4"]
 DTYPE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
+Positive = Annotated[float, Field(gt=0)]  # an efficiency, a rate, a peak: zero or less would divide by zero
+NonNegative = Annotated[float, Field(ge=0)]  # seconds, bytes, penalties
+Count = Annotated[int, Field(ge=1)]
+
+
+def _check_axis(name: str, values: list[float]) -> None:
+    """An interpolation axis: at least one value, strictly increasing (numpy's interp assumes it)."""
+    if not values or any(b <= a for a, b in zip(values, values[1:])):
+        raise ValueError(f"{FIELD_MARK}{name}: must be a non-empty, strictly increasing list (got {values})")
+
+
+def _check_len(name: str, values: list, n: int, of: str) -> None:
+    if len(values) != n:
+        raise ValueError(f"{FIELD_MARK}{name}: needs {n} entries, one per {of} (got {len(values)})")
 
 
 class Link(YamlModel):
@@ -31,10 +45,16 @@ class Link(YamlModel):
 class GemmShapeCorrection(YamlModel):
     """Measured/curve time ratio for one measured GEMM shape, by rows m (log-interpolated)."""
 
-    n: int
-    k: int
-    m: list[int]
+    n: Count
+    k: Count
+    m: list[Count]
     log_ratio: list[float]
+
+    @model_validator(mode="after")
+    def _table(self) -> GemmShapeCorrection:
+        _check_axis("m", self.m)
+        _check_len("log_ratio", self.log_ratio, len(self.m), "m")
+        return self
 
 
 class GemmCurve(YamlModel):
@@ -46,18 +66,18 @@ class GemmCurve(YamlModel):
     measured shapes, weighted, for others). p -> infinity is the plain roofline max.
     """
 
-    c_max: float
-    m_half: float
-    n_half: float
-    k_half: float
-    m_eff: float
-    n_pen: float
-    k_pen: float
-    mem_latency_s: float
-    p: float
-    overhead_s: float
+    c_max: Positive
+    m_half: NonNegative
+    n_half: NonNegative
+    k_half: NonNegative
+    m_eff: Positive
+    n_pen: NonNegative
+    k_pen: NonNegative
+    mem_latency_s: NonNegative
+    p: Positive
+    overhead_s: NonNegative
     shapes: list[GemmShapeCorrection] = []
-    neighbours: int = 3
+    neighbours: Count = 3
     fit_note: str = ""
 
 
@@ -75,16 +95,16 @@ class SplitSchedule(YamlModel):
     batches against their uniform twins; the tables it scales are fitted on equal-context timings divided by their
     whole-wave factors (simulator/fit/fit_attention.py::fit_scheduled_attention)."""
 
-    ctas: int = 132  # persistent CTAs, one per SM (H100/H200 SXM: 132 SMs)
-    block_tokens: int = 128  # kBlockN of the paged decode kernel
-    max_splits: int = 32  # vLLM's flash_attn_max_num_splits_for_cuda_graph
-    split_margin: float = 1.1  # FA3's headroom on the blocks per CTA
-    graph_tokens: int = 512  # vLLM's largest CUDA-graph batch (tokens) at which it caps splits
-    bandwidth_fraction: float  # of HBM bandwidth, shared by the running CTAs
-    cta_bytes_per_s: float  # the most one CTA streams
-    item_s: float  # seconds per work item beyond its bytes
-    fixed_s: float  # seconds per kernel
-    combine_s: float  # seconds of the combine kernel when any sequence splits
+    ctas: Count = 132  # persistent CTAs, one per SM (H100/H200 SXM: 132 SMs)
+    block_tokens: Count = 128  # kBlockN of the paged decode kernel
+    max_splits: Count = 32  # vLLM's flash_attn_max_num_splits_for_cuda_graph
+    split_margin: Positive = 1.1  # FA3's headroom on the blocks per CTA
+    graph_tokens: Annotated[int, Field(ge=0)] = 512  # vLLM's largest CUDA-graph batch (tokens) at which it caps splits
+    bandwidth_fraction: Positive  # of HBM bandwidth, shared by the running CTAs
+    cta_bytes_per_s: Positive  # the most one CTA streams
+    item_s: NonNegative  # seconds per work item beyond its bytes
+    fixed_s: NonNegative  # seconds per kernel
+    combine_s: NonNegative  # seconds of the combine kernel when any sequence splits
     fit_note: str = ""
 
 
@@ -105,27 +125,40 @@ class AttentionCurve(YamlModel):
     items take as FlashAttention-3 splits them and runs them in whole waves of its persistent CTAs (`SplitSchedule`).
     """
 
-    overhead_s: list[float]  # per group
+    overhead_s: list[NonNegative]  # per group
     log2_group: list[float]
     log2_items: list[float]
     log2_ctx: list[float]
-    eff: list[list[list[float]]]  # [group][items][ctx]
-    query_tile: int = 128
-    compute_eff: float = 0.35
+    eff: list[list[list[Positive]]]  # [group][items][ctx]
+    query_tile: Count = 128
+    compute_eff: Positive = 0.35
     reread_per_query_head: bool = False
-    cta_bytes_per_s: float = 0.0
-    split_tokens: int = 0
+    cta_bytes_per_s: NonNegative = 0.0
+    split_tokens: Annotated[int, Field(ge=0)] = 0
     split_schedule: SplitSchedule | None = None
     fit_note: str = ""
+
+    @model_validator(mode="after")
+    def _tables(self) -> AttentionCurve:
+        for name in ("log2_group", "log2_items", "log2_ctx"):
+            _check_axis(name, getattr(self, name))
+        groups, items, ctx = len(self.log2_group), len(self.log2_items), len(self.log2_ctx)
+        _check_len("overhead_s", self.overhead_s, groups, "log2_group")
+        _check_len("eff", self.eff, groups, "log2_group")
+        for table in self.eff:
+            _check_len("eff", table, items, "log2_items")
+            for row in table:
+                _check_len("eff", row, ctx, "log2_ctx")
+        return self
 
 
 class PrefillCurve(YamlModel):
     """Causal prefill attention: t = overhead_s + F / (peak * eff), eff = e_max * F^g / (F^g + F_half^g)."""
 
-    overhead_s: float
-    e_max: float
-    flops_half: float
-    hill: float = 1.0
+    overhead_s: NonNegative
+    e_max: Positive
+    flops_half: NonNegative
+    hill: Positive = 1.0
     fit_note: str = ""
 
 
@@ -139,12 +172,12 @@ class MoECurve(YamlModel):
     """
 
     reads_all_experts: bool
-    kernels: int = 7  # kernels of the block besides the router GEMM (launch count when not graph-captured)
-    c_eff: float
-    m_eff: float
-    p: float
-    route_s: float
-    route_s_per_row: float
+    kernels: Annotated[int, Field(ge=0)] = 7  # kernels of the block besides the router GEMM (launch count when not graph-captured)
+    c_eff: Positive
+    m_eff: Positive
+    p: Positive
+    route_s: NonNegative
+    route_s_per_row: NonNegative
     fit_note: str = ""
 
 
@@ -159,10 +192,17 @@ class MoETrainCurve(YamlModel):
     """
 
     rows_per_expert: list[float]
-    fwd_eff: list[float]
-    bwd_ratio: list[float]
-    permute_eff: float
+    fwd_eff: list[Positive]
+    bwd_ratio: list[NonNegative]
+    permute_eff: Positive
     fit_note: str = ""
+
+    @model_validator(mode="after")
+    def _tables(self) -> MoETrainCurve:
+        _check_axis("rows_per_expert", self.rows_per_expert)
+        _check_len("fwd_eff", self.fwd_eff, len(self.rows_per_expert), "rows_per_expert")
+        _check_len("bwd_ratio", self.bwd_ratio, len(self.rows_per_expert), "rows_per_expert")
+        return self
 
 
 class HostCopyRates(YamlModel):
@@ -188,11 +228,11 @@ class ElementwiseCurve(YamlModel):
     previous kernel) and the rest from HBM; per_width_s is the per-row latency of row-wise kernels (norms).
     """
 
-    overhead_s: float
-    per_width_s: float = 0.0
-    eff: float
-    eff_l2: float = 1.0
-    l2_resident_bytes: float = 0.0
+    overhead_s: NonNegative
+    per_width_s: NonNegative = 0.0
+    eff: Positive
+    eff_l2: Positive = 1.0
+    l2_resident_bytes: NonNegative = 0.0
 
 
 class CollectiveCurve(YamlModel):
@@ -211,7 +251,7 @@ class CollectiveCurve(YamlModel):
     eff_max: float = Field(gt=0)
     half_bytes: float = Field(ge=0)
     hill: float = Field(1.0, gt=0, le=1)
-    group_eff: dict[int, float] = {}
+    group_eff: dict[int, Positive] = {}
     fit_note: str = ""
 
 
@@ -224,9 +264,9 @@ class Efficiency(YamlModel):
     host_copy: HostCopyRates | None = None  # trainer state offload/onload (pipeline/run.py)
     elementwise: dict[str, ElementwiseCurve] = {}  # rms_norm, add, silu, mul, copy
     collectives: dict[str, dict[str, CollectiveCurve]] = {}  # link -> op -> curve
-    graph_kernel_s: float = 1.0e-6  # per-kernel floor inside a CUDA graph
-    eager_launch_s: float = 4.0e-6  # CPU time to launch one kernel when not graph-captured
-    eager_gap_s: float = 0.0  # GPU idle per kernel between eagerly launched kernels
+    graph_kernel_s: NonNegative = 1.0e-6  # per-kernel floor inside a CUDA graph
+    eager_launch_s: NonNegative = 4.0e-6  # CPU time to launch one kernel when not graph-captured
+    eager_gap_s: NonNegative = 0.0  # GPU idle per kernel between eagerly launched kernels
 
 
 class HardwareProfile(YamlModel):
@@ -235,11 +275,11 @@ class HardwareProfile(YamlModel):
     name: str
     aliases: list[str] = []
     derivation: str
-    peak_flops: dict[str, float]  # dense FLOP/s by dtype
-    hbm_bytes: float
-    hbm_bandwidth: float  # bytes/s
-    l2_bytes: float
-    sm_count: int
+    peak_flops: dict[str, Positive]  # dense FLOP/s by dtype
+    hbm_bytes: Positive
+    hbm_bandwidth: Positive  # bytes/s
+    l2_bytes: NonNegative
+    sm_count: Count
     compute_capability: str | None = Field(None, description="CUDA compute capability, e.g. '9.0' (vLLM picks its "
                                            "all-reduce backends by it)")
     scale_up: Link

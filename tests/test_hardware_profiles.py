@@ -6,6 +6,7 @@ import pytest
 from simulator.errors import RlsimError
 from simulator.hardware import HardwareProfile, hardware_names, load_hardware
 from simulator.paths import hardware_dir
+from tests.conftest import assert_main_error
 
 SOURCED = ["peak_flops.bf16", "host_bandwidth", "hbm_bytes", "hbm_bandwidth", "l2_bytes", "sm_count", "scale_up.bandwidth",
            "scale_up.domain_size", "scale_up.latency_s", "scale_out.bandwidth", "scale_out.latency_s"]
@@ -64,3 +65,53 @@ def test_names_case_insensitive_and_unknown_lists_known():
     assert "H200-SXM" in str(e.value)
     assert set(hardware_names()) >= {"H100-SXM", "H200-SXM", "B200", "GB200"}
     assert (hardware_dir() / "base" / "h200.yaml").is_file()
+
+
+def _edited_profile(tmp_path, edit) -> str:
+    """The H200 profile with one change made by `edit(dict)`, written as YAML; returns its path."""
+    import yaml
+    d = yaml.safe_load((hardware_dir() / "h200.yaml").read_text())
+    edit(d)
+    p = tmp_path / "edited.yaml"
+    p.write_text(yaml.safe_dump(d, sort_keys=False))
+    return str(p)
+
+
+def _set(path: str, value):
+    def edit(d):
+        *keys, last = path.split(".")
+        for k in keys:
+            d = d[int(k)] if isinstance(d, list) else d[k]
+        d[int(last) if isinstance(d, list) else last] = value
+    return edit
+
+
+@pytest.mark.parametrize("path, value, field", [
+    ("hbm_bandwidth", 0, "hbm_bandwidth"),  # a division by zero before
+    ("hbm_bandwidth", -1, "hbm_bandwidth"),  # NaN step times before
+    ("peak_flops.bf16", 0, "peak_flops.bf16"),
+    ("sm_count", 0, "sm_count"),
+    ("efficiency.gemm.bf16.m_eff", 0, "efficiency.gemm.bf16.m_eff"),
+    ("efficiency.elementwise.rms_norm.eff", -0.5, "efficiency.elementwise.rms_norm.eff"),
+    ("efficiency.gemm.bf16.shapes.0.k", 0, "efficiency.gemm.bf16.shapes.0.k"),  # a math domain error before
+    ("efficiency.gemm.bf16.shapes.0.m", [4, 2, 8], "efficiency.gemm.bf16.shapes.0.m"),
+    ("efficiency.gemm.bf16.shapes.0.log_ratio", [0.1], "efficiency.gemm.bf16.shapes.0.log_ratio"),
+    ("efficiency.attention.vllm_fa3.log2_ctx", [13.0, 9.0], "efficiency.attention.vllm_fa3.log2_ctx"),
+    ("efficiency.attention.vllm_fa3.eff", [[[0.5]]], "efficiency.attention.vllm_fa3.eff"),  # numpy's shape error
+    ("efficiency.moe_train.fwd_eff", [0.5], "efficiency.moe_train.fwd_eff"),
+    ("efficiency.elementwise.rms_norm.per_width_s", 1e308, "hardware"),  # an infinite step printed before
+])
+def test_a_broken_profile_is_one_line_naming_the_field(tmp_path, capsys, path, value, field):
+    hw = _edited_profile(tmp_path, _set(path, value))
+    assert_main_error(capsys, ["step", "--hardware", hw, "--model", "qwen3-8b", "--batch", "8", "--context", "1024",
+                               "--q-len", "600"], f"{field}:")
+
+
+def test_prefill_efficiency_does_not_overflow():
+    """A steep Hill curve (a profile written by hand) gives a step function, not an OverflowError (before)."""
+    import numpy as np
+
+    from simulator.costmodel.attention import prefill_eff
+    c = load_hardware("h200").efficiency.prefill.model_copy(update={"hill": 1e308})
+    eff = prefill_eff(c, np.array([1.0, 1e6, 1e20]))
+    assert np.isfinite(eff).all() and eff[0] == 0.0 and eff[-1] == c.e_max

@@ -91,6 +91,9 @@ def test_cli_prints_the_fit_and_json():
     ("drafter,k,acceptance_length,tpot_ms\neagle3,2,2.3,4.3\neagle3,3,2.7,4.1\n", "drafter"),
     ("drafter,k,acceptance_length,tpot_ms\nnone,0,1,7\neagle3,2,3.5,4.3\n", "acceptance_length"),
     ("drafter,k,acceptance_length,tpot_ms\nnone,0,1,x\n", "tpot_ms"),
+    ("drafter,k,acceptance_length,tpot_ms\nnone,0,1,inf\n", "tpot_ms"),  # an internal error before
+    ("drafter,k,acceptance_length,tpot_ms\nnone,0,1,7\neagle3,1e308,2.3,4.3\neagle3,3,2.7,4.1\n", "k"),
+    ("drafter,k,acceptance_length,tpot_ms\nnone,0,1,7\neagle3,2.5,2.3,4.3\neagle3,3,2.7,4.1\n", "k"),
 ])
 def test_cli_bad_table_is_one_line(tmp_path, content, field):
     f = tmp_path / "t.csv"

@@ -137,4 +137,5 @@ def prefill_attention_time(c: PrefillCurve, peak: float, q_len, ctx, q_heads: in
 def prefill_eff(c: PrefillCurve, flops):
     """Fraction of peak a causal prefill kernel of `flops` reaches (Hill curve)."""
     f = np.maximum(np.asarray(flops, dtype=float), 1.0)
-    return c.e_max * f ** c.hill / (f ** c.hill + c.flops_half ** c.hill)
+    with np.errstate(over="ignore"):  # e_max f^h / (f^h + F_half^h), written so that no power overflows
+        return c.e_max / (1.0 + (c.flops_half / f) ** c.hill)

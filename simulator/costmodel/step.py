@@ -316,6 +316,9 @@ class StepCostModel:
             eager = max(n * eff.eager_launch_s, total + n * eff.eager_gap_s)
             bd["other"] += eager - total
             total = eager
+        if not math.isfinite(total):
+            raise RlsimError(f"the predicted step time is not finite: a number of profile {self.hw.name} or model "
+                             f"{m.name} overflows", "hardware")
         return StepResult(total, bd, kernels)
 
     def step_time(self, new_tokens, context, logit_tokens: int | None = None, cuda_graph: bool = True) -> float:

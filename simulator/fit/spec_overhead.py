@@ -23,6 +23,7 @@ import pandas as pd
 
 from simulator.costmodel.step import StepCostModel
 from simulator.errors import RlsimError
+from simulator.scenario import MAX_SPEC_TOKENS
 from simulator.specdec.costs import DraftConfig, SpecDecodeCost
 from simulator.tableio import read_csv_table
 
@@ -48,9 +49,11 @@ def read_tpot_table(path: str | Path) -> pd.DataFrame:
     df = read_csv_table(path, COLUMNS, "TPOT table", "tpot table")
     for c in COLUMNS[1:]:
         vals = pd.to_numeric(df[c], errors="coerce")
-        if vals.isna().any() or (vals < 0).any():
-            raise RlsimError(f"{path}: column {c} must hold non-negative numbers", c)
+        if vals.isna().any() or (vals < 0).any() or not np.isfinite(vals).all():
+            raise RlsimError(f"{path}: column {c} must hold finite non-negative numbers", c)
         df[c] = vals
+    if ((df.k % 1) != 0).any() or (df.k > MAX_SPEC_TOKENS).any():
+        raise RlsimError(f"{path}: column k must hold whole numbers of speculative tokens, 0..{MAX_SPEC_TOKENS}", "k")
     if not ((df.drafter == "none") & (df.k == 0)).any():
         raise RlsimError(f"{path} needs a plain-decoding row (drafter none, k 0)", "drafter")
     bad = df[(df.drafter != "none") & ((df.acceptance_length < 1) | (df.acceptance_length > df.k + 1))]
