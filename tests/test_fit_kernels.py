@@ -117,6 +117,25 @@ def test_bad_measurement_file_is_one_line_and_writes_nothing(tmp_path, name, tex
     assert not out.exists()
 
 
+@pytest.mark.parametrize("cell, needle", [
+    ("inf", "'us' must hold finite numbers > 0"),  # an SVD that did not converge before
+    ("0", "'us' must hold finite numbers > 0"),
+])
+def test_a_timing_that_is_no_measurement_names_the_line(tmp_path, cell, needle):
+    bad = tmp_path / "attn.csv"
+    bad.write_text(f"# measured somewhere\nbatch,q_len,ctx,hq,hkv,d,us\n1,1,2048,32,8,128,13\n1,1,4096,32,8,128,{cell}\n")
+    proc = run_cli("fit", "kernels", "--base", "h200", str(bad), "--out", str(tmp_path / "x.yaml"))
+    assert_one_line_error(proc, "attn.csv:4", needle)
+
+
+@pytest.mark.parametrize("cell", ["1e308", "0", "2.5", "-3"])  # 1e308: numpy's 'Maximum allowed size exceeded'
+def test_a_size_that_is_no_kernel_shape_names_the_line(tmp_path, cell):
+    bad = tmp_path / "attn.csv"
+    bad.write_text(f"batch,q_len,ctx,hq,hkv,d,us\n1,1,2048,32,8,128,13\n1,1,{cell},32,8,128,20\n")
+    proc = run_cli("fit", "kernels", "--base", "h200", str(bad), "--out", str(tmp_path / "x.yaml"))
+    assert_one_line_error(proc, "attn.csv:3", "'ctx' must hold whole numbers in 1..2147483647")
+
+
 def test_non_numeric_cell_names_the_line(tmp_path):
     bad = tmp_path / "gemm.csv"
     bad.write_text("op,m,n,k,us\nx,1,2,3,4\nx,2,2,3,oops\n")

@@ -77,6 +77,22 @@ def test_bad_cases_file_leaves_no_output(tmp_path):
     assert_one_line_error(run_cli("step", "--hardware", "h200", "--cases", str(cases), "--out", str(out)), "columns")
 
 
+@pytest.mark.parametrize("row, needle", [
+    ("qwen3-8b,inf,1,100", "whole numbers"),  # an OverflowError before
+    ("qwen3-8b,2.5,1,100", "whole numbers"),  # read as 2 before
+    ("qwen3-8b,10000000,1,100", "batch <= 1,000,000"),  # the memory for the batch before
+    ("qwen3-8b,1,1,1e308", "context <= 2,147,483,647"),  # an infinite step before
+])
+def test_a_bad_cases_row_is_the_only_line(tmp_path, row, needle):
+    """Every row is checked before any is predicted, so no memory note of an earlier row precedes the error."""
+    cases = tmp_path / "cases.csv"
+    cases.write_text(f"# steps to predict\nmodel,batch,q_len,context\nqwen3-8b,4096,1,16384\n{row}\n")
+    out = tmp_path / "pred.csv"
+    assert_one_line_error(run_cli("step", "--hardware", "h200", "--cases", str(cases), "--out", str(out)),
+                          "cases.csv:4", needle)
+    assert not out.exists()
+
+
 def test_a_subcommand_builds_only_its_own_parser_and_help_lists_them_all():
     from simulator.cli.main import COMMANDS, load_commands
 

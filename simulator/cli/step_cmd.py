@@ -9,6 +9,7 @@ context; the output repeats the rows and adds step_ms (and fits_memory: whether 
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from simulator.cli.options import COST_MODEL_OPTIONS, option_names
@@ -117,9 +118,25 @@ def _run(args) -> int:
     return 0
 
 
+def _whole(v, where: str) -> int:
+    """A cases-file cell that must be a whole number."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = math.nan
+    if not (math.isfinite(f) and f % 1 == 0):
+        raise RlsimError(f"batch, q_len, context, tp, ep and pp must be whole numbers (got {v!r})", where)
+    return int(f)
+
+
 def _run_cases(args, models) -> int:
+    from pathlib import Path
+
     import numpy as np
     import pandas as pd
+
+    from simulator.fit.measurements import MAX_DIM, file_line
+    from simulator.scenario import MAX_BATCH_SEQUENCES
     from simulator.yamlio import write_text_atomic
     if not args.out:
         raise RlsimError("is required with --cases", "--out")
@@ -134,22 +151,23 @@ def _run_cases(args, models) -> int:
     if missing:
         raise RlsimError(f"missing columns {missing} (need model,batch,q_len,context; optional tp,ep,pp,dtype)",
                          args.cases)
-    ms, fits = [], []
+    rows = []  # every row checked before any is predicted: a bad row is the only line printed
     for i, r in enumerate(df.to_dict("records")):
-        where = f"{args.cases}:{i + 2}"
-        try:
-            vals = {c: int(r[c]) for c in ("batch", "q_len", "context")}
-            par = {c: int(r[c]) if c in r and pd.notna(r[c]) else 1 for c in ("tp", "ep", "pp")}
-        except (TypeError, ValueError):
-            raise RlsimError("batch, q_len, context, tp, ep and pp must be integers", where) from None
+        where = f"{args.cases}:{file_line(Path(args.cases), i)}"
+        vals = {c: _whole(r.get(c), where) for c in ("batch", "q_len", "context")}
+        par = {c: _whole(r[c], where) if c in r and pd.notna(r[c]) else 1 for c in ("tp", "ep", "pp")}
         if min(vals.values()) < 1 or min(par.values()) < 1 or vals["context"] < vals["q_len"]:
             raise RlsimError("needs batch, q_len >= 1 and context >= q_len", where)
+        if vals["batch"] > MAX_BATCH_SEQUENCES or max(vals.values()) > MAX_DIM:
+            raise RlsimError(f"needs batch <= {MAX_BATCH_SEQUENCES:,} and q_len, context <= {MAX_DIM:,}", where)
         dtype = str(r["dtype"]) if "dtype" in r and pd.notna(r.get("dtype")) else args.dtype
         try:
             sm = models.get(str(r["model"]), par["tp"], par["ep"], par["pp"], dtype)
         except RlsimError as e:
             raise RlsimError(str(e), where) from None
-        b, q, c = vals["batch"], vals["q_len"], vals["context"]
+        rows.append((where, sm, vals["batch"], vals["q_len"], vals["context"]))
+    ms, fits = [], []
+    for where, sm, b, q, c in rows:
         res = sm.step(np.full(b, q), np.full(b, c), cuda_graph=not args.eager)
         plan = _plan(sm, b * q, c)
         ok = plan.weights + plan.activations + b * c * plan.kv_per_token <= plan.capacity

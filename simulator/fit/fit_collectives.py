@@ -30,7 +30,7 @@ from scipy.optimize import least_squares
 
 from simulator.costmodel.collectives import ALGO_FACTOR, LATENCY_STEPS, curve_time
 from simulator.errors import RlsimError
-from simulator.fit.measurements import _read_csv
+from simulator.fit.measurements import _read_csv, check_numeric, file_line
 from simulator.hardware import CollectiveCurve, HardwareProfile
 
 NCCL_COLS = ("collective", "gpus", "bytes", "us")
@@ -63,23 +63,16 @@ def is_metadata(path: str) -> bool:
 
 def _nccl_rows(df: pd.DataFrame, p: Path) -> pd.DataFrame:
     """A table of measure_nccl.py: collective,gpus,bytes,us[,mode,...]."""
+    df = check_numeric(df, ["gpus", "bytes", "us"], p)
     out = pd.DataFrame({"collective": df["collective"].astype(str).str.strip()})
     for c in ("gpus", "bytes", "us"):
-        v = pd.to_numeric(df[c], errors="coerce")
-        bad = v.isna()
-        if bad.any():
-            line = int(np.argmax(bad.to_numpy())) + 2
-            raise RlsimError(f"column {c!r} has a non-number {df[c][bad].iloc[0]!r}", f"{p}:{line}")
-        if (v < 0).any():
-            line = int(np.argmax((v < 0).to_numpy())) + 2
-            raise RlsimError(f"negative {c} ({v[v < 0].iloc[0]:g})", f"{p}:{line}")
-        out[c] = v.astype(float)
+        out[c] = df[c].astype(float)
     out = out.rename(columns={"gpus": "group"})
     if "mode" in df.columns:
         mode = df["mode"].astype(str).str.strip().str.lower()
         bad = ~mode.isin(["graph", "eager"])
         if bad.any():
-            line = int(np.argmax(bad.to_numpy())) + 2
+            line = file_line(p, int(bad.idxmax()))
             raise RlsimError(f"mode must be graph or eager (got {df['mode'][bad].iloc[0]!r})", f"{p}:{line}")
         out["mode"] = mode.to_numpy()
     else:

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from simulator.errors import RlsimError
@@ -32,6 +33,10 @@ STEP_COLS = {"model", "batch", "q_len", "ctx", "us"}
 HOST_COPY_COLS = {"mode", "total_bytes", "tensor_bytes", "seconds"}
 HOST_COPY_MODES = ("d2h_pageable", "h2d_pageable", "d2h_pinned", "h2d_pinned")
 REFIT_COPY_COLS = {"case", "tensors", "traffic_bytes", "total_s"}  # refit's IPC copies (simulator/fit/refit.py)
+TIME_COLS = {"us", "seconds", "total_s"}
+BYTE_COLS = {"bytes", "total_bytes", "tensor_bytes", "traffic_bytes"}
+MAX_DIM = 2**31 - 1  # a kernel's sizes and counts: int32, the most a CUDA kernel's shape arguments hold
+MAX_BYTES = 2**53  # a byte count: the largest whole number a double holds exactly
 
 
 @dataclass
@@ -74,17 +79,37 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return df
 
 
-def _check_numeric(df: pd.DataFrame, cols, path: Path) -> pd.DataFrame:
+def file_line(path: Path, row: int) -> int:
+    """The line of the file that holds data row `row` (0-based; '#' comment lines and the header skipped)."""
+    seen = -1  # the header
+    with open(path, errors="replace") as f:
+        for n, text in enumerate(f, 1):
+            if text.strip() and not text.lstrip().startswith("#"):
+                if seen == row:
+                    return n
+                seen += 1
+    return 0
+
+
+def check_numeric(df: pd.DataFrame, cols, path: Path) -> pd.DataFrame:
     for c in cols:
         v = pd.to_numeric(df[c], errors="coerce")
         bad = v.isna() & df[c].notna()
         if bad.any():
-            line = int(bad.idxmax()) + 2
+            line = file_line(path, int(bad.idxmax()))
             raise RlsimError(f"column {c!r} has a non-number {df[c][bad].iloc[0]!r}", f"{path}:{line}")
         df[c] = v
     df = df.dropna(subset=list(cols))
-    if (df[[c for c in cols if c != "op"]] < 0).any().any():
-        raise RlsimError("negative values", str(path))
+    for c in cols:  # sizes, counts and times: a zero, a negative or an infinity is not a measurement
+        v = df[c]
+        if c in TIME_COLS:
+            bad, what = ~(np.isfinite(v) & (v > 0)), "finite numbers > 0"
+        else:
+            most = MAX_BYTES if c in BYTE_COLS else MAX_DIM
+            bad, what = ~((v >= 1) & (v <= most) & (v % 1 == 0)), f"whole numbers in 1..{most}"
+        if bad.any():
+            line = file_line(path, int(bad.idxmax()))
+            raise RlsimError(f"column {c!r} must hold {what} (got {float(v[bad].iloc[0]):g})", f"{path}:{line}")
     return df
 
 
@@ -129,59 +154,59 @@ def read_file(path: str | Path, m: Measurements, attention_backend: str = "packe
         from simulator.fit.vidur import vidur_network_rows
         m.network.append(vidur_network_rows(df, p))
     elif HOST_COPY_COLS <= cols:
-        df = _check_numeric(df, ["total_bytes", "tensor_bytes", "seconds"], p)
+        df = check_numeric(df, ["total_bytes", "tensor_bytes", "seconds"], p)
         bad = set(df["mode"]) - set(HOST_COPY_MODES)
         if bad:
             raise RlsimError(f"unknown mode {sorted(bad)[0]!r} ({', '.join(HOST_COPY_MODES)})", str(p))
         m.host_copy.append(df[list(HOST_COPY_COLS)].assign(source=src))
     elif REFIT_COPY_COLS <= cols:
-        m.refit_copy.append(_check_numeric(df, ["tensors", "traffic_bytes", "total_s"], p).assign(source=src))
+        m.refit_copy.append(check_numeric(df, ["tensors", "traffic_bytes", "total_s"], p).assign(source=src))
     elif {"collective", "gpus", "bytes", "us"} <= cols:
-        df = _check_numeric(df, ["gpus", "bytes", "us"], p)
+        df = check_numeric(df, ["gpus", "bytes", "us"], p)
         m.network.append(pd.DataFrame({"collective": df["collective"], "group": df["gpus"], "bytes": df["bytes"],
                                        "us": df["us"], "source": src}))
     elif STEP_COLS <= cols and "eager_fit" in name:
-        m.eager_steps.append(_check_numeric(df, ["batch", "q_len", "ctx", "us"], p).assign(source=src))
+        m.eager_steps.append(check_numeric(df, ["batch", "q_len", "ctx", "us"], p).assign(source=src))
     elif STEP_COLS <= cols:
         m.validation.append(str(p))
     elif ATTN_COLS - {"ctx"} | {"ctx_list", "dist"} <= cols:
-        df = _check_numeric(df, ["batch", "q_len", "hq", "hkv", "d", "us"], p)
+        df = check_numeric(df, ["batch", "q_len", "hq", "hkv", "d", "us"], p)
         m.attention_varlen.append(df.assign(source=src, backend=attention_backend_of(name, attention_backend)))
     elif ATTN_COLS - {"ctx"} | {"ctx_list", "kind"} <= cols:
-        df = _check_numeric(df, ["batch", "q_len", "hq", "hkv", "d", "us"], p)
+        df = check_numeric(df, ["batch", "q_len", "hq", "hkv", "d", "us"], p)
         m.attention_mixed.append(df.assign(source=src))
     elif GEMM_COLS <= cols:
-        df = _check_numeric(df, ["m", "n", "k", "us"], p)
+        df = check_numeric(df, ["m", "n", "k", "us"], p)
         dtype = "fp8" if "fp8" in name else (df["dtype"] if "dtype" in cols else "bf16")
         m.gemm.append(df[["op", "m", "n", "k", "us"]].assign(dtype=dtype, source=src))
     elif ATTN_COLS <= cols:
-        df = _check_numeric(df, ["batch", "q_len", "ctx", "hq", "hkv", "d", "us"], p)
+        df = check_numeric(df, ["batch", "q_len", "ctx", "hq", "hkv", "d", "us"], p)
         df = df[list(ATTN_COLS)].assign(source=src)
         if "prefill" in name or (df["q_len"] == df["ctx"]).all():
             m.prefill.append(df)
         else:
             m.attention.append(df.assign(backend=attention_backend_of(name, attention_backend)))
     elif MOE_COLS | {"pass"} <= cols:
-        df = _check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
+        df = check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
         bad = set(df["pass"]) - {"fwd", "fwd_bwd", "fwd_permute"}
         if bad:
             raise RlsimError(f"unknown pass {sorted(bad)[0]!r} (fwd, fwd_bwd, fwd_permute)", str(p))
         m.moe_train.append(df[list(MOE_COLS) + ["pass"]].assign(source=src))
     elif MOE_COLS | {"config"} <= cols:
-        df = _check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
+        df = check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
         bad = set(df["config"]) - {"tuned", "default"}
         if bad:
             raise RlsimError(f"unknown config {sorted(bad)[0]!r} (tuned, default)", str(p))
         m.moe.append(df[list(MOE_COLS)].assign(impl="vllm_fused_" + df["config"], source=src))
     elif MOE_COLS <= cols:
-        df = _check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
+        df = check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
         impl = df["impl"] if "impl" in cols else "experts"
         m.moe.append(df[list(MOE_COLS)].assign(impl=impl, source=src))
     elif EW_COLS <= cols:
-        df = _check_numeric(df, ["rows", "width", "us"], p)
+        df = check_numeric(df, ["rows", "width", "us"], p)
         m.elementwise.append(df[list(EW_COLS)].assign(source=src))
     elif GRAPH_COLS <= cols:
-        m.graph.append(_check_numeric(df, ["n_kernels", "us"], p))
+        m.graph.append(check_numeric(df, ["n_kernels", "us"], p))
     elif {"model", "batch", "q_len", "ctx"} <= cols:
         m.validation.append(str(p))
     else:
