@@ -48,3 +48,11 @@ def from_validation_error(err, source: str | None = None) -> RlsimError:
             msg = f"{msg} (got {inp!r})"
     where = f"{source}: {loc}" if source and loc else (source or loc or None)
     return RlsimError(msg, where)
+
+
+def impossible_fit(err) -> RlsimError:
+    """A fit whose constants fail their own model's checks (a pydantic ValidationError): the measurements are not
+    what they claim (a timing of 1e308 s gives a rate of 0), so one line naming the constant and the files."""
+    e = from_validation_error(err)
+    return RlsimError(f"the measurements fit an impossible value, {e.field}: {e.message}; check their timings",
+                      "FILE")

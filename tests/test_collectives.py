@@ -360,7 +360,7 @@ def _bad(tmp_path, text: str, name="t.csv") -> Path:
     ("t.txt", "collective,gpus,bytes,us\nall_reduce,2,4096,10\n", ["unknown file format"]),
     ("t.csv", "collective,gpus,us\nall_reduce,2,10\n", ["missing columns", "bytes"]),
     ("t.csv", "collective,gpus,bytes,us\nall_reduce,2,4096,10\nall_reduce,2,-8192,12\n", ["'bytes'", "-8192", ":3"]),
-    ("t.csv", "# a comment\ncollective,gpus,bytes,us\nall_reduce,2,4096,inf\n", ["'us'", "finite", "t.csv:3"]),
+    ("t.csv", "# a comment\ncollective,gpus,bytes,us\nall_reduce,2,4096,inf\n", ["'us'", "timings > 0", "t.csv:3"]),
     ("t.csv", "collective,gpus,bytes,us\nall_reduce,2,4096,x\n", ["non-number"]),
     ("t.csv", "collective,gpus,bytes,us\nbroadcast,2,4096,10\n", ["unknown collective", "broadcast"]),
     ("t.csv", "collective,gpus,bytes,us\nall_reduce,1,4096,10\n", ["at least 2"]),

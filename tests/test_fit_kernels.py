@@ -1,6 +1,8 @@
 """`rlsim fit kernels`: reproducibility of the committed profile, cross-validation, traces, bad input."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -118,8 +120,9 @@ def test_bad_measurement_file_is_one_line_and_writes_nothing(tmp_path, name, tex
 
 
 @pytest.mark.parametrize("cell, needle", [
-    ("inf", "'us' must hold finite numbers > 0"),  # an SVD that did not converge before
-    ("0", "'us' must hold finite numbers > 0"),
+    ("inf", "'us' must hold timings > 0"),  # an SVD that did not converge before
+    ("1e308", "at most a day (8.64e+10 us)"),
+    ("0", "'us' must hold timings > 0"),
 ])
 def test_a_timing_that_is_no_measurement_names_the_line(tmp_path, cell, needle):
     bad = tmp_path / "attn.csv"
@@ -134,6 +137,31 @@ def test_a_size_that_is_no_kernel_shape_names_the_line(tmp_path, cell):
     bad.write_text(f"batch,q_len,ctx,hq,hkv,d,us\n1,1,2048,32,8,128,13\n1,1,{cell},32,8,128,20\n")
     proc = run_cli("fit", "kernels", "--base", "h200", str(bad), "--out", str(tmp_path / "x.yaml"))
     assert_one_line_error(proc, "attn.csv:3", "'ctx' must hold whole numbers in 1..2147483647")
+
+
+def test_a_fit_to_an_impossible_value_is_one_line(tmp_path):
+    """Host copies of 4 GiB timed at most of a day: a rate that rounds to 0 bytes/s fails the profile's own check
+    (an internal pydantic error before)."""
+    bad = tmp_path / "host_copy.csv"
+    rows = [f"{mode},{4 * 2**30},{2**30},{80000 if mode == 'h2d_pageable' else 1}"
+            for mode in ("d2h_pageable", "h2d_pageable", "d2h_pinned", "h2d_pinned")]
+    bad.write_text("mode,total_bytes,tensor_bytes,seconds\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "x.yaml"
+    proc = run_cli("fit", "kernels", "--base", "h200", str(bad), "--out", str(out))
+    assert_one_line_error(proc, "impossible value", "pageable_h2d")
+    assert not out.exists()
+
+
+def test_a_truncated_vidur_table_leaves_out_its_cut_row(tmp_path):
+    """A Vidur operator table cut mid-row (an IntCastingNaNError before): the row with empty cells is left out, as
+    in every measurement table, and the rest is fitted."""
+    src = Path(__file__).parents[1] / "calibration/vidur/compute__h100__meta-llama__Llama-2-7b-hf__mlp.csv"
+    text = src.read_text()
+    bad = tmp_path / "compute__h100__cut.csv"
+    bad.write_text(text[: len(text) // 2].rsplit(",", 40)[0] + "\n")
+    out = tmp_path / "x.yaml"
+    proc = run_cli("fit", "kernels", "--base", "h100", str(bad), "--out", str(out))
+    assert proc.returncode == 0 and out.exists(), proc.stderr
 
 
 def test_non_numeric_cell_names_the_line(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulator.errors import RlsimError
+from simulator.errors import RlsimError, impossible_fit
 
 TAG = "Collectives fitted by `rlsim fit collectives`"
 HEADER_TAG = "Then: rlsim fit collectives"
@@ -54,6 +54,8 @@ def _header(path: Path) -> list[str]:
 
 
 def run(args) -> int:
+    from pydantic import ValidationError
+
     from simulator.fit.fit_collectives import describe, fit_collectives, format_errors, read_tables
     from simulator.hardware import HardwareProfile
 
@@ -67,7 +69,10 @@ def run(args) -> int:
     if any(Path(f).resolve() == out.resolve() for f in files):
         raise RlsimError("would overwrite an input file", "--out")
     prof = HardwareProfile.load(src)
-    fit = fit_collectives(rows, prof, min_rows=args.min_rows)
+    try:
+        fit = fit_collectives(rows, prof, min_rows=args.min_rows)
+    except ValidationError as e:
+        raise impossible_fit(e) from None
     if not fit.curves:
         most = int(rows.groupby("collective").size().max()) if not rows.empty else 0
         raise RlsimError(f"nothing to fit: no collective has {args.min_rows} rows over 3 sizes on one link (the most "

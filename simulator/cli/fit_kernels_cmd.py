@@ -4,7 +4,7 @@ from __future__ import annotations
 import glob
 import os
 
-from simulator.errors import RlsimError
+from simulator.errors import RlsimError, impossible_fit
 
 HELP = """Measurement files: kernel CSVs (gemm: op,m,n,k,us; attention: batch,q_len,ctx,hq,hkv,d,us; moe:
 tokens,experts,topk,hidden,inter,us[,impl]; training MoE: shape,tokens,experts,topk,hidden,inter,pass,us with pass
@@ -53,6 +53,8 @@ def _load_base(spec: str):
 
 
 def run(args) -> int:
+    from pydantic import ValidationError
+
     from simulator.fit.kernels import fit_profile
     from simulator.fit.measurements import Measurements, read_file
     base = _load_base(args.base)
@@ -68,7 +70,10 @@ def run(args) -> int:
     m = Measurements()
     for f in files:
         read_file(f, m, args.attention_backend, shape)
-    prof, rep = fit_profile(base, m, like, cross_validation=not args.no_cv)
+    try:
+        prof, rep = fit_profile(base, m, like, cross_validation=not args.no_cv)
+    except ValidationError as e:
+        raise impossible_fit(e) from None
     header = (f"Calibrated by: rlsim fit kernels --base {args.base}"
               + (f" --like {args.like}" if args.like else "") + (" " + " ".join(args.files) if args.files else "")
               + f" --out {args.out}\nDo not edit by hand: re-run the command above (see README, 'Calibration').")

@@ -34,9 +34,10 @@ HOST_COPY_COLS = {"mode", "total_bytes", "tensor_bytes", "seconds"}
 HOST_COPY_MODES = ("d2h_pageable", "h2d_pageable", "d2h_pinned", "h2d_pinned")
 REFIT_COPY_COLS = {"case", "tensors", "traffic_bytes", "total_s"}  # refit's IPC copies (simulator/fit/refit.py)
 TIME_COLS = {"us", "seconds", "total_s"}
-BYTE_COLS = {"bytes", "total_bytes", "tensor_bytes", "traffic_bytes"}
+BYTE_COLS = {"bytes", "size", "total_bytes", "tensor_bytes", "traffic_bytes"}  # Vidur: size
 MAX_DIM = 2**31 - 1  # a kernel's sizes and counts: int32, the most a CUDA kernel's shape arguments hold
 MAX_BYTES = 2**53  # a byte count: the largest whole number a double holds exactly
+MAX_TIMING_S = 86400.0  # one timed kernel, copy or collective: a day is no measurement of one
 
 
 @dataclass
@@ -103,7 +104,8 @@ def check_numeric(df: pd.DataFrame, cols, path: Path) -> pd.DataFrame:
     for c in cols:  # sizes, counts and times: a zero, a negative or an infinity is not a measurement
         v = df[c]
         if c in TIME_COLS:
-            bad, what = ~(np.isfinite(v) & (v > 0)), "finite numbers > 0"
+            most = MAX_TIMING_S * (1e6 if c == "us" else 1.0)
+            bad, what = ~((v > 0) & (v <= most)), f"timings > 0 and at most a day ({most:g} {c})"
         else:
             most = MAX_BYTES if c in BYTE_COLS else MAX_DIM
             bad, what = ~((v >= 1) & (v <= most) & (v % 1 == 0)), f"whole numbers in 1..{most}"

@@ -12,13 +12,21 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.errors import RlsimError
+from simulator.fit.measurements import MAX_TIMING_S, check_numeric, file_line
 
 
 def _col(df: pd.DataFrame, op: str, path: Path) -> pd.Series:
+    """Microseconds of `op` (Vidur's median, ms); an empty cell is NaN (the row is left out), a cell that is no
+    timing an error naming its line."""
     c = f"time_stats.{op}.median"
     if c not in df.columns:
         raise RlsimError(f"missing column {c}", str(path))
-    return pd.to_numeric(df[c], errors="coerce") * 1000.0  # ms -> us
+    v = pd.to_numeric(df[c], errors="coerce")
+    bad = (v.isna() & df[c].notna()) | ~(v.isna() | ((v > 0) & (v <= MAX_TIMING_S * 1e3)))
+    if bad.any():
+        raise RlsimError(f"column {c!r} must hold timings > 0 and at most a day, in ms (got {df[c][bad].iloc[0]!r})",
+                         f"{path}:{file_line(path, int(bad.idxmax()))}")
+    return v * 1000.0  # ms -> us
 
 
 def vidur_compute_rows(df: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -26,6 +34,7 @@ def vidur_compute_rows(df: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.D
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise RlsimError(f"missing columns {missing}", str(path))
+    df = check_numeric(df, need, path)
     tp = df["num_tensor_parallel_workers"].astype(int)
     h = df["n_embd"].astype(int)
     hd = h // df["n_head"].astype(int)
@@ -52,6 +61,7 @@ def vidur_compute_rows(df: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.D
 
 
 def vidur_network_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    df = check_numeric(df, ["num_workers", "size"], path)
     coll = df["collective"].astype(str).iloc[0]
     c = f"time_stats.{coll}.median"
     if c not in df.columns:
