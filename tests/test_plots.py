@@ -15,7 +15,7 @@ from simulator.errors import RlsimError
 from simulator.plots.heatmap import speedup_grid
 from simulator.plots.optimal_k import optimal_table
 from simulator.plots.rollout import binned, step_levels, tail_series, tail_start
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, run_cli
 
 TINY = str(Path(__file__).parent / "data" / "sweep" / "tiny.yaml")
 MAGIC = {".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF"}
@@ -168,3 +168,32 @@ def test_bad_input_is_one_line(outputs, capsys, args, needles):
     assert_one_line_error(subprocess.CompletedProcess([], rc, "", err), *needles)
     rc = main(["plot", "scaling", str(outputs / "scale.csv"), "--out", str(outputs / "x.jpg")])
     assert rc == 2 and "use .png, .svg or .pdf" in capsys.readouterr().err
+
+
+def test_heatmap_over_a_non_speculative_axis_compares_each_value_with_its_own_baseline(tmp_path):
+    """A sweep over prompts x drafter: each prompts value against the run without speculation at that value (one
+    pooled baseline gave 3x and 3x here), and a drafter axis of words is labels (an internal error before)."""
+    t = pd.DataFrame({"speculative.method": ["none", "none", "eagle3", "eagle3", "ngram", "ngram"],
+                      "rollout.prompts": [4, 8, 4, 8, 4, 8], "generation": [10.0, 20.0, 5.0, 5.0, 8.0, 10.0]})
+    g = speedup_grid(t, "rollout.prompts", "speculative.method", "generation",
+                     plots.heatmap.baseline_value(t, "generation"))
+    assert list(g.index) == ["eagle3", "ngram"] and list(g.columns) == [4.0, 8.0]
+    assert g.loc["eagle3"].tolist() == pytest.approx([2.0, 4.0])
+    assert g.loc["ngram"].tolist() == pytest.approx([1.25, 2.0])
+    f = tmp_path / "sweep.csv"
+    t.to_csv(f, index=False)
+    out = tmp_path / "h.png"
+    p = run_cli("plot", "speedup-heatmap", str(f), "--x", "rollout.prompts", "--y", "speculative.method",
+                "--out", str(out))
+    assert p.returncode == 0 and out.stat().st_size > 0, p.stderr
+
+
+def test_a_results_table_with_a_word_for_a_number_is_one_line(tmp_path):
+    """A hand-edited steps table (an internal TypeError in the breakdown before)."""
+    f = tmp_path / "steps.csv"
+    f.write_text("step,total_step_time,generation,exposed_generation,policy_and_reference_logprobs,policy_training,"
+                 "weight_sync,idle/buffer_starvation,idle/refit_bubble\n0,31,3.8,3.8,1.1,7.1,abc,0,0\n")
+    out = tmp_path / "b.png"
+    assert_one_line_error(run_cli("plot", "breakdown", str(f), "--out", str(out)), "steps.csv", "'weight_sync'",
+                          "'abc'")
+    assert not out.exists()

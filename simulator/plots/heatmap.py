@@ -3,7 +3,9 @@
 Each cell is the baseline's metric over the cell's (time metrics: baseline / value; throughputs: value /
 baseline), averaged over rows with the same (x, y) (e.g. several seeds). The baseline is the mean of the
 rows without speculation (`speculative.method == none`, e.g. a one-point sweep passed as a second file) or a
-number given. Cells whose points failed (acceptance length above k + 1) stay blank; the best k of each row is
+number given; where an axis is not a speculative key (prompts, GPUs) and the rows without speculation cover
+each of its values, each cell is compared with the baseline at its own value. Axes of words (a drafter) are
+labels. Cells whose points failed (acceptance length above k + 1) stay blank; the best k of each row is
 boxed.
 """
 from __future__ import annotations
@@ -46,9 +48,33 @@ def speedup_grid(table: pd.DataFrame, x: str, y: str, metric: str, baseline: flo
     if ok.empty:
         raise RlsimError(f"no successful points with {x} and {y} to plot", "RESULTS")
     vals = ok[metric].astype(float)
-    sp = baseline / vals if metric in TIME_METRICS else vals / baseline
-    grid = pd.DataFrame({"x": ok[x].astype(float), "y": ok[y].astype(float), "s": sp}).groupby(["y", "x"])["s"].mean()
+    base = _matched_baseline(table, ok, [a for a in (x, y) if not a.startswith("speculative.")], metric, baseline)
+    sp = base / vals if metric in TIME_METRICS else vals / base
+    grid = pd.DataFrame({"x": _axis(ok[x]), "y": _axis(ok[y]), "s": sp}).groupby(["y", "x"])["s"].mean()
     return grid.unstack("x").sort_index().sort_index(axis=1)
+
+
+def _matched_baseline(table: pd.DataFrame, rows: pd.DataFrame, axes: list[str], metric: str,
+                      baseline: float) -> pd.Series | float:
+    """Per row of `rows`, the metric without speculation at the same values of the non-speculative `axes` (a
+    sweep over prompts or GPUs has a baseline per value) when the table's rows without speculation cover every
+    such value; else the single `baseline`."""
+    if not axes or "speculative.method" not in table:
+        return baseline
+    none = table[table["speculative.method"] == "none"]
+    none = none[none["error"].isna()] if "error" in none else none
+    none = none.dropna(subset=[metric])
+    if none.empty or none[axes].drop_duplicates().shape[0] < 2:
+        return baseline
+    per = none.groupby(axes)[metric].mean().rename("_base")
+    matched = rows[axes].join(per, on=axes)["_base"]
+    return matched.astype(float) if matched.notna().all() else baseline
+
+
+def _axis(values: pd.Series) -> pd.Series:
+    """A heatmap axis: numbers where every value is one (sorted by value), else labels (a drafter, a mode)."""
+    v = pd.to_numeric(values, errors="coerce")
+    return v.astype(float) if v.notna().all() else values.astype(str)
 
 
 def speedup_heatmap(table: pd.DataFrame, x: str = "speculative.num_tokens", y: str = "speculative.acceptance_length",
@@ -96,5 +122,7 @@ def _cmap():
     return colormaps["RdBu"].with_extremes(bad="#F4F4F4")
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float | str) -> str:
+    if isinstance(v, str):
+        return v
     return str(int(v)) if float(v).is_integer() else f"{v:g}"

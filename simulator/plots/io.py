@@ -16,13 +16,29 @@ from simulator.errors import RlsimError
 INTERVAL_COLUMNS = ("engine", "start_s", "end_s", "running", "generated_tokens")
 
 
+# columns rlsim writes as numbers (pipeline timers and rates, per-step counts, rollout intervals)
+NUMERIC_COLUMNS = frozenset(("total_step_time", "generation", "exposed_generation", "policy_and_reference_logprobs",
+                             "policy_training", "weight_sync", "idle/buffer_starvation", "idle/refit_bubble",
+                             "rollout_tokens_per_s", "tokens_per_s_per_gpu", "mean_acceptance_length",
+                             "generated_tokens", "samples", "step", "mean_response_tokens", "carried_sequences",
+                             "preemptions") + INTERVAL_COLUMNS[1:])
+
+
 def read_table(path: str | os.PathLike, need: tuple[str, ...] = (), what: str = "a results table") -> pd.DataFrame:
-    """A CSV or Parquet table with at least the columns `need`."""
+    """A CSV or Parquet table with at least the columns `need`; the columns rlsim writes as numbers must hold
+    numbers (an empty cell is a missing value)."""
     from simulator.sweep.store import read_results
     df = read_results(path)
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise RlsimError(f"not {what}: no column {missing[0]!r}", str(path))
+    for c in NUMERIC_COLUMNS & set(df.columns):
+        v = pd.to_numeric(df[c], errors="coerce")
+        bad = v.isna() & df[c].notna()
+        if bad.any():
+            raise RlsimError(f"column {c!r} has a non-number {df[c][bad].iloc[0]!r} (row {int(bad.idxmax()) + 1})",
+                             str(path))
+        df[c] = v
     return df
 
 
