@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from simulator.errors import RlsimError
@@ -93,6 +92,8 @@ def file_line(path: Path, row: int) -> int:
 
 
 def check_numeric(df: pd.DataFrame, cols, path: Path) -> pd.DataFrame:
+    """`df` with `cols` as numbers, rows with an empty cell among them left out; a word, or a size, count or timing
+    out of range (TIME_COLS, BYTE_COLS, the rest sizes and counts), is an RlsimError naming the file's line."""
     for c in cols:
         v = pd.to_numeric(df[c], errors="coerce")
         bad = v.isna() & df[c].notna()
