@@ -21,6 +21,7 @@ DTYPE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
 Positive = Annotated[float, Field(gt=0)]  # an efficiency, a rate, a peak: zero or less would divide by zero
 NonNegative = Annotated[float, Field(ge=0)]  # seconds, bytes, penalties
 Count = Annotated[int, Field(ge=1)]
+NonNegativeCount = Annotated[int, Field(ge=0)]
 
 
 def _check_axis(name: str, values: list[float]) -> None:
@@ -99,7 +100,7 @@ class SplitSchedule(YamlModel):
     block_tokens: Count = 128  # kBlockN of the paged decode kernel
     max_splits: Count = 32  # vLLM's flash_attn_max_num_splits_for_cuda_graph
     split_margin: Positive = 1.1  # FA3's headroom on the blocks per CTA
-    graph_tokens: Annotated[int, Field(ge=0)] = 512  # vLLM's largest CUDA-graph batch (tokens) at which it caps splits
+    graph_tokens: NonNegativeCount = 512  # vLLM's largest CUDA-graph batch (tokens) at which it caps splits
     bandwidth_fraction: Positive  # of HBM bandwidth, shared by the running CTAs
     cta_bytes_per_s: Positive  # the most one CTA streams
     item_s: NonNegative  # seconds per work item beyond its bytes
@@ -134,7 +135,7 @@ class AttentionCurve(YamlModel):
     compute_eff: Positive = 0.35
     reread_per_query_head: bool = False
     cta_bytes_per_s: NonNegative = 0.0
-    split_tokens: Annotated[int, Field(ge=0)] = 0
+    split_tokens: NonNegativeCount = 0
     split_schedule: SplitSchedule | None = None
     fit_note: str = ""
 
@@ -172,7 +173,7 @@ class MoECurve(YamlModel):
     """
 
     reads_all_experts: bool
-    kernels: Annotated[int, Field(ge=0)] = 7  # kernels of the block besides the router GEMM (launch count when not graph-captured)
+    kernels: NonNegativeCount = 7  # kernels of the block besides the router GEMM (launches when not graph-captured)
     c_eff: Positive
     m_eff: Positive
     p: Positive

@@ -34,7 +34,8 @@ class YamlModel(BaseModel):
         if isinstance(data, dict):
             for name in _numeric_fields(cls):
                 if isinstance(data.get(name), bool):
-                    raise ValueError(f"{FIELD_MARK}{name}: expected a number, got a boolean ({data[name]})")  # noqa: TRY004
+                    msg = f"{FIELD_MARK}{name}: expected a number, got a boolean ({data[name]})"
+                    raise ValueError(msg)  # noqa: TRY004 (pydantic reports a validator's ValueError, not a TypeError)
         return data
 
     @classmethod

@@ -126,7 +126,8 @@ def test_bad_measurement_file_is_one_line_and_writes_nothing(tmp_path, name, tex
 ])
 def test_a_timing_that_is_no_measurement_names_the_line(tmp_path, cell, needle):
     bad = tmp_path / "attn.csv"
-    bad.write_text(f"# measured somewhere\nbatch,q_len,ctx,hq,hkv,d,us\n1,1,2048,32,8,128,13\n1,1,4096,32,8,128,{cell}\n")
+    bad.write_text("# measured somewhere\nbatch,q_len,ctx,hq,hkv,d,us\n1,1,2048,32,8,128,13\n"
+                   f"1,1,4096,32,8,128,{cell}\n")
     proc = run_cli("fit", "kernels", "--base", "h200", str(bad), "--out", str(tmp_path / "x.yaml"))
     assert_one_line_error(proc, "attn.csv:4", needle)
 

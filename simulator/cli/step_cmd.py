@@ -135,7 +135,7 @@ def _run_cases(args, models) -> int:
     import numpy as np
     import pandas as pd
 
-    from simulator.fit.measurements import MAX_DIM, file_line
+    from simulator.fit.measurements import MAX_DIM, data_lines
     from simulator.scenario import MAX_BATCH_SEQUENCES
     from simulator.yamlio import write_text_atomic
     if not args.out:
@@ -152,8 +152,9 @@ def _run_cases(args, models) -> int:
         raise RlsimError(f"missing columns {missing} (need model,batch,q_len,context; optional tp,ep,pp,dtype)",
                          args.cases)
     rows = []  # every row checked before any is predicted: a bad row is the only line printed
+    lines = data_lines(Path(args.cases))
     for i, r in enumerate(df.to_dict("records")):
-        where = f"{args.cases}:{file_line(Path(args.cases), i)}"
+        where = f"{args.cases}:{lines[i]}"
         vals = {c: _whole(r.get(c), where) for c in ("batch", "q_len", "context")}
         par = {c: _whole(r[c], where) if c in r and pd.notna(r[c]) else 1 for c in ("tp", "ep", "pp")}
         if min(vals.values()) < 1 or min(par.values()) < 1 or vals["context"] < vals["q_len"]:

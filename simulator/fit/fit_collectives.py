@@ -125,8 +125,6 @@ def read_tables(paths: list[str]) -> tuple[pd.DataFrame, list[dict], list[str]]:
             raise RlsimError(f"unknown collective {unknown[0]!r} (known: {', '.join(ALGO_FACTOR)})", str(p))
         if (rows["group"] < 2).any():
             raise RlsimError("a collective needs at least 2 GPUs (a row has gpus < 2)", str(p))
-        if (rows["bytes"] <= 0).any() or (rows["us"] <= 0).any():
-            raise RlsimError("sizes and times must be positive (a row has bytes or us = 0)", str(p))
         parts.append(rows)
     if not parts:
         raise RlsimError("no collectives tables among the files (only metadata)", "FILE")

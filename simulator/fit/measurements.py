@@ -79,16 +79,17 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return df
 
 
-def file_line(path: Path, row: int) -> int:
-    """The line of the file that holds data row `row` (0-based; '#' comment lines and the header skipped)."""
-    seen = -1  # the header
+def data_lines(path: Path) -> list[int]:
+    """The line numbers of a CSV's data rows, in order (blank lines, '#' comment lines and the header skipped)."""
     with open(path, errors="replace") as f:
-        for n, text in enumerate(f, 1):
-            if text.strip() and not text.lstrip().startswith("#"):
-                if seen == row:
-                    return n
-                seen += 1
-    return 0
+        lines = [n for n, text in enumerate(f, 1) if text.strip() and not text.lstrip().startswith("#")]
+    return lines[1:]
+
+
+def file_line(path: Path, row: int) -> int:
+    """The line of the file that holds data row `row` (0-based); 0 when there is no such row."""
+    lines = data_lines(path)
+    return lines[row] if row < len(lines) else 0
 
 
 def check_numeric(df: pd.DataFrame, cols, path: Path) -> pd.DataFrame:

@@ -49,7 +49,7 @@ def read_tpot_table(path: str | Path) -> pd.DataFrame:
     df = read_csv_table(path, COLUMNS, "TPOT table", "tpot table")
     for c in COLUMNS[1:]:
         vals = pd.to_numeric(df[c], errors="coerce")
-        if vals.isna().any() or (vals < 0).any() or not np.isfinite(vals).all():
+        if not np.isfinite(vals).all() or (vals < 0).any():  # a word is NaN here
             raise RlsimError(f"{path}: column {c} must hold finite non-negative numbers", c)
         df[c] = vals
     if ((df.k % 1) != 0).any() or (df.k > MAX_SPEC_TOKENS).any():

@@ -63,10 +63,7 @@ def vidur_compute_rows(df: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.D
 def vidur_network_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     df = check_numeric(df, ["num_workers", "size"], path)
     coll = df["collective"].astype(str).iloc[0]
-    c = f"time_stats.{coll}.median"
-    if c not in df.columns:
-        raise RlsimError(f"missing column {c}", str(path))
     out = pd.DataFrame({"collective": coll, "group": df["num_workers"].astype(int),
-                        "bytes": df["size"].astype(float), "us": pd.to_numeric(df[c], errors="coerce") * 1e3,
+                        "bytes": df["size"].astype(float), "us": _col(df, coll, path),
                         "devices_per_node": df.get("devices_per_node", 8), "source": path.name})
     return out.dropna()

@@ -25,10 +25,11 @@ class PipelineConfig(YamlModel):
     cosim_engines: int = Field(8, ge=1, description="async: generation engines co-simulated with the collector and "
                                                      "the trainer (the pool's identical engines sampled, each with "
                                                      "its share of the prompt groups; more is slower and closer)")
-    generation_gpus: int | None = Field(None, ge=1, description="not colocated: GPUs of the generation pool (default: half)")
+    generation_gpus: int | None = Field(None, ge=1,
+                                        description="not colocated: GPUs of the generation pool (default: half)")
     steps: int = Field(5, ge=1, description="RL steps to simulate")
-    warmup_steps: int | None = Field(None, ge=0, description="steps left out of the steady-state means (default: staleness+1 "
-                                                       "in async, 0 in sync)")
+    warmup_steps: int | None = Field(None, ge=0, description="steps left out of the steady-state means (default: "
+                                     "staleness+1 in async, 0 in sync)")
     data_s: float = Field(0.0, ge=0, description="data loading / processing per step (s)")
     refit_overhead_s: float = Field(0.0, ge=0, description="fixed cost of a weight refit: engine wake-up, "
                                                            "KV-cache re-allocation, bookkeeping (s)")
@@ -68,7 +69,8 @@ class DraftTrainingConfig(YamlModel):
 class TrainingConfig(YamlModel):
     """Megatron training of the policy (and the reference/policy logprob passes)."""
 
-    gpus: int | None = Field(None, ge=1, description="training GPUs (default: cluster.gpus when colocated, else the rest)")
+    gpus: int | None = Field(None, ge=1,
+                             description="training GPUs (default: cluster.gpus when colocated, else the rest)")
     tensor_parallel_size: int = Field(1, ge=1)
     pipeline_parallel_size: int = Field(1, ge=1)
     context_parallel_size: int = Field(1, ge=1)

@@ -12,16 +12,15 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.errors import RlsimError
+from simulator.pipeline.sim import TIMERS
 
 INTERVAL_COLUMNS = ("engine", "start_s", "end_s", "running", "generated_tokens")
 
 
 # columns rlsim writes as numbers (pipeline timers and rates, per-step counts, rollout intervals)
-NUMERIC_COLUMNS = frozenset(("total_step_time", "generation", "exposed_generation", "policy_and_reference_logprobs",
-                             "policy_training", "weight_sync", "idle/buffer_starvation", "idle/refit_bubble",
-                             "rollout_tokens_per_s", "tokens_per_s_per_gpu", "mean_acceptance_length",
-                             "generated_tokens", "samples", "step", "mean_response_tokens", "carried_sequences",
-                             "preemptions") + INTERVAL_COLUMNS[1:])
+NUMERIC_COLUMNS = frozenset(TIMERS + ("rollout_tokens_per_s", "tokens_per_s_per_gpu", "mean_acceptance_length",
+                                      "generated_tokens", "samples", "step", "mean_response_tokens",
+                                      "carried_sequences", "preemptions") + INTERVAL_COLUMNS[1:])
 
 
 def read_table(path: str | os.PathLike, need: tuple[str, ...] = (), what: str = "a results table") -> pd.DataFrame:
