@@ -8,28 +8,75 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, assert_one_line_error, run_cli
+from simulator.costmodel.collectives import NCCL_OPS, collective_time
+from simulator.costmodel.step import StepCostModel
 from simulator.fit.chrome_trace import classify
 from simulator.fit.fit_attention import cross_validate_attention
 from simulator.fit.fit_gemm import cross_validate
 from simulator.fit.measurements import Measurements, read_file
 from simulator.hardware import HardwareProfile
+from simulator.training.cost import TrainingCostModel, TrainSetup, colocated_offload_time
 
 SHARED = ROOT / "calibration" / "h200" / "shared"
 
 
-def _close(a, b, path=""):
+def _same_shape(a, b, path=""):
+    """The same keys, list lengths and non-numeric values (names, notes' absence, axes of whole numbers)."""
     if isinstance(a, dict):
         assert a.keys() == b.keys(), path
         for k in a:
-            _close(a[k], b[k], f"{path}.{k}")
+            _same_shape(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, list):
         assert len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{path}[{i}]")
-    elif isinstance(a, float):
-        assert a == pytest.approx(b, rel=1e-4, abs=1e-12), path
-    else:
+            _same_shape(x, y, f"{path}[{i}]")
+    elif not isinstance(a, float):
         assert a == b, path
+
+
+# (batch, new tokens per sequence, context): decode, speculative verify, chunked prefill, prefill
+STEP_CASES = ((1, 1, 512), (32, 1, 2048), (128, 1, 4096), (64, 4, 3000), (8, 512, 4096), (1, 2048, 2048))
+
+
+def _predictions(hw: HardwareProfile) -> dict[str, float]:
+    """What a profile predicts (seconds): forward steps of a dense and an MoE model over every attention backend and MoE
+    kernel it has, bf16 and fp8, TP 1 and 2, in CUDA graphs and eagerly; an MoE model's training, logprobs and
+    colocated offload; every collective over sizes and groups within and across hosts."""
+    out = {}
+    runs = [("llama-3.1-8b", tp, dtype, {"attention_backend": b}) for tp in (1, 2) for dtype in ("bf16", "fp8")
+            for b in hw.efficiency.attention]
+    runs += [("qwen3-30b-a3b", tp, "bf16", {"moe_kernel": k}) for tp in (1, 2) for k in hw.efficiency.moe]
+    for model, tp, dtype, kw in runs:
+        cost = StepCostModel(hw, model, tp=tp, dtype=dtype, all_reduce="vllm", **kw)
+        for batch, q, ctx in STEP_CASES:
+            name = f"{model} tp{tp} {dtype} {kw} {batch}x{q}"
+            out[f"{name}@{ctx}"] = cost.step_time(np.full(batch, q), np.full(batch, ctx))
+            mixed = np.linspace(max(ctx / 8, q), ctx, batch).round()  # FA3's split schedule prices unequal contexts
+            out[f"{name}@{ctx}/8..{ctx}"] = cost.step_time(np.full(batch, q), mixed)
+    eager = StepCostModel(hw, "llama-3.1-8b")
+    for batch, q, ctx in STEP_CASES:  # launched without a CUDA graph: the fitted launch and gap costs
+        out[f"eager {batch}x{q}@{ctx}"] = eager.step_time(np.full(batch, q), np.full(batch, ctx), cuda_graph=False)
+    setup = TrainSetup(gpus=8, ep=8, micro_batch_tokens=4096)
+    train = TrainingCostModel(hw, "qwen3-30b-a3b", setup)  # the MoE training curve
+    lens = np.linspace(300, 4000, 64).round()
+    out["train"] = train.train_time(lens).total_s
+    out["logprobs"] = train.logprob_time(lens).total_s
+    out["offload"] = colocated_offload_time(hw, train.model, setup, 10.0).total_s  # the host-copy rates
+    for op in (*NCCL_OPS, "vllm_all_reduce"):
+        for size in (1e3, 1e5, 1e7, 1e9):
+            for group, span in ((2, 2), (4, 4), (8, 8), (8, 16), (16, 16)):
+                out[f"{op} {size:g} B over {group} of {span}"] = collective_time(hw, op, size, group, span)
+    return out
+
+
+def _close(fresh: HardwareProfile, committed: HardwareProfile) -> None:
+    """The refit predicts what the committed profile predicts within 0.01% (1e-6 apart under pandas 3.1.1; 1% more on
+    the fused MoE kernel's m_eff moves a prediction 0.7%, on FA3's split-schedule bandwidth fraction 0.07%). The
+    constants themselves are not compared: along a flat direction of a fit (a latency of 1e-19 s, a half-saturation
+    at 1 byte) they move far more between numpy/pandas builds than any prediction does."""
+    a, b = _predictions(fresh), _predictions(committed)
+    worst = max(a, key=lambda k: abs(a[k] / b[k] - 1.0) if b[k] else abs(a[k]))
+    assert a[worst] == pytest.approx(b[worst], rel=1e-4, abs=1e-12), worst
 
 
 def test_committed_h200_profile_is_what_the_fit_command_produces(tmp_path):
@@ -42,9 +89,11 @@ def test_committed_h200_profile_is_what_the_fit_command_produces(tmp_path):
     proc = run_cli("fit", "collectives", "calibration/collectives/vllm/h100_vllm_backends.csv", "--profile", str(out),
                    "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    fresh = HardwareProfile.load(out).to_dict()
-    committed = HardwareProfile.load(ROOT / "hardware_profiles" / "h200.yaml").to_dict()
-    fresh.pop("derivation"), committed.pop("derivation")
+    fresh = HardwareProfile.load(out)
+    committed = HardwareProfile.load(ROOT / "hardware_profiles" / "h200.yaml")
+    a, b = fresh.to_dict(), committed.to_dict()
+    a.pop("derivation"), b.pop("derivation")
+    _same_shape(a, b)
     _close(fresh, committed)
 
 
