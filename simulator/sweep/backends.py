@@ -110,6 +110,12 @@ def _stop(ex: ProcessPoolExecutor, force: bool) -> None:
                 p.kill()  # workers ignore SIGINT / SIGTERM
         for p in procs:
             p.join(timeout=5)
+        # let the pool's manager thread see its dead workers and close its wake-up pipe now: at interpreter exit
+        # concurrent.futures writes to that pipe unlocked, and a manager still closing it then printed a traceback
+        # (OSError: Bad file descriptor) after "rlsim: interrupted" (CPython 3.11's _python_exit)
+        manager = getattr(ex, "_executor_manager_thread", None)  # no public API either
+        if manager is not None:
+            manager.join(timeout=5)
     else:
         ex.shutdown(wait=True, cancel_futures=True)
 
