@@ -9,12 +9,13 @@ import pytest
 import yaml
 
 from simulator.errors import RlsimError
-from simulator.fit.vllm_cpu import fit_vllm_cpu, read_vllm_cpu_table
+from simulator.fit.vllm_cpu import fit_vllm_cpu, read_version_table, read_vllm_cpu_table, version_ratio
 from simulator.rollout.sim import RolloutSimulator
 from simulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "calibration" / "vllm_cpu" / "vllm_cpu_overhead.csv"
+AB_TABLE = ROOT / "calibration" / "vllm_cpu" / "vllm_versions_ab.csv"
 
 
 @pytest.fixture(scope="module")
@@ -84,18 +85,51 @@ def test_async_scheduling_takes_the_longer_of_gpu_and_cpu():
     assert bound.time(ctx, 0) == pytest.approx(base.overhead + 2 * gpu, rel=1e-9)
 
 
-def test_published_scenarios_schedule_asynchronously_only_where_vllm_can():
+def test_published_scenarios_schedule_asynchronously_only_where_vllm_can(table):
     """v0.5 (vLLM 0.11.2) and TP > 1 engines (Ray executor) schedule synchronously; v0.6 single-GPU engines don't.
-    Every engine carries the measured slope of its process mode."""
+    Every engine carries the measured 0.17.1 slope of its process mode, v0.5 engines times the measured ratio of
+    0.11.2's slope to 0.17.1's (AsyncLLM engines have max_num_seqs 128: their engine core runs in its own process)."""
+    ab = read_version_table(AB_TABLE)
     seen = set()
     for path in sorted((ROOT / "workloads" / "scenarios").glob("nemo-rl-*.yaml")):
         data = yaml.safe_load(path.read_text())
         e = data["engine"]
         release = "v0.5" if "NeMo-RL v0.5" in data["description"] else "v0.6"
         assert e["async_scheduling"] == (release == "v0.6" and e["tensor_parallel_size"] == 1), path.name
-        assert 1e-5 < e["cpu_s_per_seq"] < 5e-5
-        seen.add(e["async_scheduling"])
-    assert seen == {True, False}
+        own_process = e["max_num_seqs"] == 128
+        slope = fit_vllm_cpu(table, multiprocessing=own_process, async_scheduling=False).s_per_seq
+        if release == "v0.5":
+            slope *= version_ratio(ab, "0.11.2", "0.17.1", own_process)
+        assert e["cpu_s_per_seq"] == pytest.approx(slope, abs=1e-8), path.name
+        seen.add((release, e["async_scheduling"]))
+    assert seen == {("v0.5", False), ("v0.6", False), ("v0.6", True)}
+
+
+@pytest.mark.parametrize("mp", [0, 1])
+def test_version_ratio_pools_the_interleaved_rounds(mp):
+    """The ratio of the two versions' slopes, each fitted on all its rounds; every round's own ratio lies within 30% of
+    it (the host's speed moves that much within a session, calibration/vllm_cpu/README.md)."""
+    ab = read_version_table(AB_TABLE)
+    pooled = version_ratio(ab, "0.11.2", "0.17.1", bool(mp))
+    fits = {v: fit_vllm_cpu(ab[ab["vllm"] == v], bool(mp), False).s_per_seq for v in ("0.11.2", "0.17.1")}
+    assert pooled == pytest.approx(fits["0.11.2"] / fits["0.17.1"], rel=1e-12)
+    rounds = sorted(set(ab["round"]))
+    assert len(rounds) == 3
+    for r in rounds:
+        one = ab[ab["round"] == r]
+        assert abs(version_ratio(one, "0.11.2", "0.17.1", bool(mp)) / pooled - 1) < 0.3, r
+
+
+def test_version_ratio_names_a_missing_version(tmp_path):
+    ab = read_version_table(AB_TABLE)
+    with pytest.raises(RlsimError) as e:
+        version_ratio(ab, "0.9.0", "0.17.1", False)
+    assert e.value.field == "vllm" and "0.11.2, 0.17.1" in str(e.value)
+    p = tmp_path / "ab.csv"
+    read_vllm_cpu_table(TABLE).drop(columns="vllm").to_csv(p, index=False)
+    with pytest.raises(RlsimError) as e:
+        read_version_table(p)
+    assert e.value.field == str(p) and "vllm" in str(e.value)
 
 
 @pytest.mark.parametrize("per_seq", [3e-4, 1e-3])

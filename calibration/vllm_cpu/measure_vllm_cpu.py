@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import tempfile
@@ -94,6 +95,17 @@ def _executor_class():
             self.ranks = np.ones(n, dtype=np.int32)
             self.pool = ThreadPoolExecutor(max_workers=1)
             self.pending: list = []
+            # vLLM 0.11.x's ModelRunnerOutput has two more required fields (empty for plain generation, as its GPU
+            # runner leaves them); later versions give them defaults or dropped them
+            required = {f.name for f in dataclasses.fields(ModelRunnerOutput)
+                        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+            self.older_fields = {k: v for k, v in (("prompt_logprobs_dict", {}), ("pooler_output", []))
+                                 if k in required}
+            # and takes each request's sampled tokens as a numpy array (its scheduler calls .tolist()), where later
+            # versions take lists
+            sampled = next(f for f in dataclasses.fields(ModelRunnerOutput) if f.name == "sampled_token_ids")
+            if "ndarray" in str(sampled.type):
+                self.tok_lists = [row for row in self.toks]
 
         @property
         def max_concurrent_batches(self) -> int:
@@ -127,7 +139,7 @@ def _executor_class():
             lp = LogprobsLists(logprob_token_ids=self.toks[:n], logprobs=self.lps[:n],
                                sampled_token_ranks=self.ranks[:n])
             return ModelRunnerOutput(req_ids=req_ids, req_id_to_index={r: i for i, r in enumerate(req_ids)},
-                                     sampled_token_ids=self.tok_lists[:n], logprobs=lp)
+                                     sampled_token_ids=self.tok_lists[:n], logprobs=lp, **self.older_fields)
 
         def execute_model(self, scheduler_output, non_block=False):
             if scheduler_output.total_num_scheduled_tokens == 0:
@@ -188,6 +200,7 @@ def main() -> None:
     ap.add_argument("--gpu-ms", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--multiprocessing", default="0,1", help="VLLM_ENABLE_V1_MULTIPROCESSING values to run")
+    ap.add_argument("--async-scheduling", default="0,1", help="async_scheduling values to run (0 off, 1 on)")
     args = ap.parse_args()
     os.environ["RLSIM_FAKE_GPU_MS"] = str(args.gpu_ms)
     _install_cpu_platform()
@@ -198,7 +211,7 @@ def main() -> None:
     # VLLM_ENABLE_V1_MULTIPROCESSING=0); 1: in its own process, as AsyncLLM always runs it
     for mp in args.multiprocessing.split(","):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = mp
-        for async_sched in (False, True):
+        for async_sched in (bool(int(a)) for a in args.async_scheduling.split(",")):
             for b in (int(x) for x in args.batches.split(",")):
                 per = sorted(run_one(b, args.tokens, async_sched) for _ in range(args.repeats))
                 med = per[len(per) // 2]

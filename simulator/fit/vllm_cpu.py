@@ -6,6 +6,10 @@ time grows linearly with the batch (scheduler, KV-block bookkeeping, output and 
 the GPU step); with it, the CPU work overlaps the GPU step and stays exposed only where it outlasts the step.
 `fit_vllm_cpu` returns the line through the rows of one engine mode: intercept (s, the batch-independent part that
 the engine's `step_overhead_s` already covers) and slope (s per sequence, `engine.cpu_s_per_seq`).
+
+A host's Python speed moves these seconds from one day to the next (calibration/vllm_cpu/README.md), so two vLLM
+versions are compared only within one session, their runs interleaved (`vllm_versions_ab.csv`): `version_ratio`
+is the ratio of their slopes there, which carries one version's measured slope over to the other.
 """
 from __future__ import annotations
 
@@ -48,3 +52,22 @@ def fit_vllm_cpu(df: pd.DataFrame, multiprocessing: bool, async_scheduling: bool
     slope, icpt = np.polyfit(b, y, 1)
     pred = icpt + slope * b
     return VllmCpuFit(float(icpt), float(slope), float(np.max(np.abs(pred - y) / y)), int(len(rows)))
+
+
+def read_version_table(path: str | Path) -> pd.DataFrame:
+    """A table of several vLLM versions measured in one session (a `vllm` column of version strings)."""
+    df = read_csv_table(path, COLUMNS + ("vllm",), "vLLM CPU timings", str(path))
+    df["vllm"] = df["vllm"].astype(str)
+    return df
+
+
+def version_ratio(df: pd.DataFrame, version: str, reference: str, multiprocessing: bool) -> float:
+    """Slope of `version` over slope of `reference` (synchronous scheduling, one process mode), each fitted on all of
+    its rows of the table (every interleaved round pooled)."""
+    slopes = []
+    for v in (version, reference):
+        rows = df[df["vllm"] == v]
+        if rows.empty:
+            raise RlsimError(f"no rows of vLLM {v} (the table has {', '.join(sorted(set(df['vllm'])))})", "vllm")
+        slopes.append(fit_vllm_cpu(rows, multiprocessing, async_scheduling=False).s_per_seq)
+    return slopes[0] / slopes[1]

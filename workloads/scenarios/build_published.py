@@ -33,7 +33,7 @@ from simulator.fit.cross_host import fit_cross_host_step_overhead  # noqa: E402
 from simulator.fit.moe_training import fit_moe_layer_overhead, read_stage_reports, stage_seconds  # noqa: E402
 from simulator.fit.refit import fit_refit_broadcast_rate, fit_refit_copy  # noqa: E402
 from simulator.fit.spec_overhead import fit_spec_overhead, read_tpot_table  # noqa: E402
-from simulator.fit.vllm_cpu import fit_vllm_cpu, read_vllm_cpu_table  # noqa: E402
+from simulator.fit.vllm_cpu import fit_vllm_cpu, read_version_table, read_vllm_cpu_table, version_ratio  # noqa: E402
 from simulator.hardware import load_hardware  # noqa: E402
 from simulator.model_config import load_model  # noqa: E402
 from simulator.pipeline.run import run_pipeline  # noqa: E402
@@ -76,8 +76,25 @@ VLLM_OF = {"v0.5": "NeMo-RL v0.5 (vLLM 0.11.2, NeMo-RL #1539)", "v0.6": "NeMo-RL
            "paper": "the paper (vLLM 0.17 line)", "projection": "the projection (vLLM 0.17 line)"}
 # the measured slope per process mode (True: AsyncLLM, engine core in its own process; False: LLM class in NeMo-RL's
 # worker process), without async scheduling, where the CPU work adds to the GPU step and shows whole
-VLLM_CPU_S_PER_SEQ = {mp: round(fit_vllm_cpu(_VLLM_CPU_TABLE, multiprocessing=mp, async_scheduling=False).s_per_seq, 8)
+VLLM_CPU_S_PER_SEQ = {mp: fit_vllm_cpu(_VLLM_CPU_TABLE, multiprocessing=mp, async_scheduling=False).s_per_seq
                       for mp in (False, True)}
+# releases on another vLLM than the measured 0.17.1 take its slope times the two versions' ratio, measured in one
+# session with the runs interleaved (host speed cancels there, not between sessions)
+VLLM_AB = "calibration/vllm_cpu/vllm_versions_ab.csv"
+_VLLM_AB_TABLE = read_version_table(ROOT / VLLM_AB)
+VLLM_VERSION = {"v0.5": "0.11.2"}
+VLLM_REFERENCE = "0.17.1"
+
+
+def vllm_cpu_ratio(async_engine: bool, release: str) -> float:
+    """The release's vLLM per-sequence CPU cost over 0.17.1's (1 where it ran the 0.17 line)."""
+    v = VLLM_VERSION.get(release)
+    return 1.0 if v is None else version_ratio(_VLLM_AB_TABLE, v, VLLM_REFERENCE, async_engine)
+
+
+def cpu_s_per_seq(async_engine: bool, release: str) -> float:
+    """engine.cpu_s_per_seq of a run: the measured slope of its process mode, carried to its vLLM version."""
+    return round(VLLM_CPU_S_PER_SEQ[async_engine] * vllm_cpu_ratio(async_engine, release), 8)
 
 
 def vllm_async_scheduling(release: str, vllm_tp: int) -> bool:
@@ -125,11 +142,17 @@ def cpu_sources(async_engine: bool, release: str, vllm_tp: int) -> dict:
         sched = "on: single-GPU engine on vLLM's 'uni' executor, vLLM >= 0.14"
     else:
         sched = "off: " + ("vLLM < 0.14" if release == "v0.5" else "TP > 1 runs on vLLM's Ray executor")
+    version = VLLM_VERSION.get(release)
+    carried = "" if version is None else (
+        f", times {vllm_cpu_ratio(async_engine, release):.3f}: vLLM {version}'s slope over {VLLM_REFERENCE}'s in "
+        f"this mode, measured in one session with the runs interleaved ({VLLM_AB}, same script; the three rounds' "
+        "ratios spread about +-20%, calibration/vllm_cpu/README.md)")
     return {"engine.cpu_s_per_seq": (
                 f"MEASURED ({VLLM_CPU}, python calibration/vllm_cpu/measure_vllm_cpu.py): vLLM 0.17.1's engine on "
                 f"a stand-in GPU ({mode}); slope of the exposed CPU time over 16-512 sequences without async "
-                f"scheduling ({NOTES} sec. 5b). Assumption: the published runs' hosts run Python at the measuring "
-                "host's speed (calibration/vllm_cpu/README.md: the device H200 host's Xeon within 1%)"),
+                f"scheduling ({NOTES} sec. 5b){carried}. Assumption: the published runs' hosts run Python at the "
+                "measuring host's speed on the day of that measurement (calibration/vllm_cpu/README.md: the device "
+                "H200 host's Xeon within 1% then; the measuring host itself measured 1.6-1.8x slower on a later day)"),
             "engine.async_scheduling": f"{VLLM_OF[release]}: {sched} ({NOTES} sec. 5b)"}
 
 
@@ -249,7 +272,7 @@ def routing(asynchronous: bool, async_engine: bool) -> str:
 def engine_defaults(async_engine: bool, release: str, vllm_tp: int) -> dict:
     seqs, tokens = (128, 2048) if async_engine else (1024, 16384)
     return {"max_num_seqs": seqs, "max_num_batched_tokens": tokens, "cuda_graph_max_batch": min(2 * seqs, 512),
-            **VLLM_OVERHEADS, "cpu_s_per_seq": VLLM_CPU_S_PER_SEQ[async_engine],
+            **VLLM_OVERHEADS, "cpu_s_per_seq": cpu_s_per_seq(async_engine, release),
             "async_scheduling": vllm_async_scheduling(release, vllm_tp), "all_reduce": "vllm"}
 
 
