@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from host_speed import host_line  # benchmarks/, the script's own folder
+
 ROOT = Path(__file__).resolve().parent.parent
 
 CASES = {
@@ -95,6 +97,7 @@ def main() -> int:
               f"{d['engines']:7d} {d['iterations']:11,d} {d['events']:7,d}  {verdict}")
         print(f"{'':52s} simulated rollout {d['rollout_s']:.1f} s, {d['tokens']:,} tokens (longest response "
               f"{d['max_len']:,}), mean acceptance length {d['tau']:.2f}, {d['preemptions']} preemptions")
+    print(host_line())
     return 0 if ok else 1
 
 

@@ -11,6 +11,8 @@ import time
 
 from simulator.paths import scenarios_dir
 
+from host_speed import host_line  # benchmarks/, the script's own folder
+
 CASES = ["qwen3-235b-a22b-gb200x2048-sync-ar", "qwen3-235b-a22b-gb200x2048-sync-eagle3",
          "qwen3-235b-a22b-gb200x2048-async-ar", "qwen3-235b-a22b-gb200x2048-async-eagle3"]
 
@@ -27,6 +29,7 @@ def main() -> None:
         worst = max(worst, dt)
         print(f"{name:42s} {dt:7.2f}  {'ok' if p.returncode == 0 else 'FAILED: ' + p.stderr.strip()}")
     print(f"worst: {worst:.2f} s (target <= 5 s)")
+    print(host_line())
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import numpy as np
 
 from simulator.costmodel.step import StepCostModel
 
+from host_speed import host_line  # benchmarks/, the script's own folder
+
 CASES = [("h200", "qwen3-8b", 1), ("h200", "llama-3.1-8b", 1), ("gb200", "qwen3-235b-a22b", 8),
          ("h200", "deepseek-v3", 8)]
 
@@ -33,6 +35,7 @@ def main() -> None:
             worst = max(worst, us)
             print(f"{hw:8s} {model:18s} {b:5d} {us:8.1f}")
     print(f"worst: {worst:.1f} us per step prediction (target <= 50 us)")
+    print(host_line())
 
 
 if __name__ == "__main__":

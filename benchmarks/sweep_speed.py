@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 
+from host_speed import host_line  # benchmarks/, the script's own folder
+
 GRID = ["speculative.method=none,eagle3", "speculative.num_tokens=1:5",
         "engine.max_num_seqs=128,256,512,1024", "rollout.response_tokens.median=500:1300:200", "seed=0:4"]
 
@@ -39,6 +41,7 @@ def main() -> int:
           f"{res.table.loc[res.table['speculative.method'] == 'none', 'wall_s'].mean() * 1e3:.0f} ms, eagle3: "
           f"{res.table.loc[res.table['speculative.method'] == 'eagle3', 'wall_s'].mean() * 1e3:.0f} ms); "
           f"target {args.target_s:.0f} s: {'met' if wall <= args.target_s else 'MISSED'}")
+    print(host_line())
     if args.profile:
         _profile(args.steps)
     return 0 if wall <= args.target_s else 1

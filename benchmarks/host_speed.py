@@ -1,0 +1,34 @@
+"""The host's single-thread Python speed, printed beside the speed benchmarks' figures.
+
+The speed targets (README, 'Performance') were set on a host where calibration/vllm_cpu/python_speed_probe.py
+read 0.117 s; the same 2-core VM type has read up to 0.24 s on other days, and interpreter-bound figures (a step
+prediction, a simulated RL step, a sweep point) move with it. Each benchmark prints this line so that figures from
+different days can be compared.
+"""
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+PROBE = Path(__file__).resolve().parents[1] / "calibration" / "vllm_cpu" / "python_speed_probe.py"
+REFERENCE_S = 0.117  # calibration/vllm_cpu/python_speed_probe.txt: the measuring host, 2026-11-25, best of three
+
+
+def probe_seconds(repeats: int = 7) -> tuple[str, float]:
+    """(cpu name, best-of-`repeats` seconds of the probe's workload)."""
+    spec = importlib.util.spec_from_file_location("python_speed_probe", PROBE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        mod._workload()
+        best = min(best, time.perf_counter() - t)
+    return mod.cpu_name(), best
+
+
+def host_line() -> str:
+    cpu, s = probe_seconds()
+    return (f"host: {cpu}, Python probe {s:.3f} s ({s / REFERENCE_S:.2f}x the {REFERENCE_S} s of the host the "
+            "targets were set on; interpreter-bound figures scale about with it)")
