@@ -1,9 +1,9 @@
 """The host's single-thread Python speed, printed beside the speed benchmarks' figures.
 
 The speed targets (README, 'Performance') were set on a host where calibration/vllm_cpu/python_speed_probe.py
-read 0.117 s; the same 2-core VM type has read up to 0.24 s on other days, and interpreter-bound figures (a step
+read 0.117 s; the same 2-core VM type has read up to 0.30 s in other sessions, and interpreter-bound figures (a step
 prediction, a simulated RL step, a sweep point) move with it. Each benchmark prints this line so that figures from
-different days can be compared.
+different sessions can be compared.
 """
 from __future__ import annotations
 

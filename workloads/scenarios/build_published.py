@@ -151,8 +151,8 @@ def cpu_sources(async_engine: bool, release: str, vllm_tp: int) -> dict:
                 f"MEASURED ({VLLM_CPU}, python calibration/vllm_cpu/measure_vllm_cpu.py): vLLM 0.17.1's engine on "
                 f"a stand-in GPU ({mode}); slope of the exposed CPU time over 16-512 sequences without async "
                 f"scheduling ({NOTES} sec. 5b){carried}. Assumption: the published runs' hosts run Python at the "
-                "measuring host's speed on the day of that measurement (calibration/vllm_cpu/README.md: the device "
-                "H200 host's Xeon within 1% then; the measuring host itself measured 1.6-1.8x slower on a later day)"),
+                "measuring host's speed in the session of that measurement (calibration/vllm_cpu/README.md: the device "
+                "H200 host's Xeon within 1% then; the measuring host itself measured 1.6-1.8x slower in a later one)"),
             "engine.async_scheduling": f"{VLLM_OF[release]}: {sched} ({NOTES} sec. 5b)"}
 
 
