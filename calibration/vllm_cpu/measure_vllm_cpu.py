@@ -105,7 +105,7 @@ def _executor_class():
             # versions take lists
             sampled = next(f for f in dataclasses.fields(ModelRunnerOutput) if f.name == "sampled_token_ids")
             if "ndarray" in str(sampled.type):
-                self.tok_lists = [row for row in self.toks]
+                self.tok_lists = list(self.toks)
 
         @property
         def max_concurrent_batches(self) -> int:

@@ -7,7 +7,7 @@ the GPU step); with it, the CPU work overlaps the GPU step and stays exposed onl
 `fit_vllm_cpu` returns the line through the rows of one engine mode: intercept (s, the batch-independent part that
 the engine's `step_overhead_s` already covers) and slope (s per sequence, `engine.cpu_s_per_seq`).
 
-A host's Python speed moves these seconds from one day to the next (calibration/vllm_cpu/README.md), so two vLLM
+A host's Python speed moves these seconds between sessions (calibration/vllm_cpu/README.md), so two vLLM
 versions are compared only within one session, their runs interleaved (`vllm_versions_ab.csv`): `version_ratio`
 is the ratio of their slopes there, which carries one version's measured slope over to the other.
 """
