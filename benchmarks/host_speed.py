@@ -8,24 +8,18 @@ different sessions can be compared.
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 PROBE = Path(__file__).resolve().parents[1] / "calibration" / "vllm_cpu" / "python_speed_probe.py"
 REFERENCE_S = 0.117  # calibration/vllm_cpu/python_speed_probe.txt: the measuring host, 2026-11-25, best of three
 
 
-def probe_seconds(repeats: int = 7) -> tuple[str, float]:
-    """(cpu name, best-of-`repeats` seconds of the probe's workload)."""
+def probe_seconds() -> tuple[str, float]:
+    """(cpu name, the probe's best-of-7 seconds), as `python calibration/vllm_cpu/python_speed_probe.py` prints."""
     spec = importlib.util.spec_from_file_location("python_speed_probe", PROBE)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        mod._workload()
-        best = min(best, time.perf_counter() - t)
-    return mod.cpu_name(), best
+    return mod.cpu_name(), mod.best_seconds()
 
 
 def host_line() -> str:
