@@ -92,6 +92,11 @@ def file_line(path: Path, row: int) -> int:
     return lines[row] if row < len(lines) else 0
 
 
+def is_timing(v: pd.Series, per_second: float) -> pd.Series:
+    """Which cells are a measured timing in units of 1/`per_second` s: > 0 and at most a day."""
+    return (v > 0) & (v <= MAX_TIMING_S * per_second)
+
+
 def check_numeric(df: pd.DataFrame, cols, path: Path) -> pd.DataFrame:
     """`df` with `cols` as numbers, rows with an empty cell among them left out; a word, or a size, count or timing
     out of range (TIME_COLS, BYTE_COLS, the rest sizes and counts), is an RlsimError naming the file's line."""
@@ -106,8 +111,8 @@ def check_numeric(df: pd.DataFrame, cols, path: Path) -> pd.DataFrame:
     for c in cols:  # sizes, counts and times: a zero, a negative or an infinity is not a measurement
         v = df[c]
         if c in TIME_COLS:
-            most = MAX_TIMING_S * (1e6 if c == "us" else 1.0)
-            bad, what = ~((v > 0) & (v <= most)), f"timings > 0 and at most a day ({most:g} {c})"
+            per_second = 1e6 if c == "us" else 1.0
+            bad, what = ~is_timing(v, per_second), f"timings > 0 and at most a day ({MAX_TIMING_S * per_second:g} {c})"
         else:
             most = MAX_BYTES if c in BYTE_COLS else MAX_DIM
             bad, what = ~((v >= 1) & (v <= most) & (v % 1 == 0)), f"whole numbers in 1..{most}"

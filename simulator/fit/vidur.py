@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.errors import RlsimError
-from simulator.fit.measurements import MAX_TIMING_S, check_numeric, file_line
+from simulator.fit.measurements import check_numeric, file_line, is_timing
 
 
 def _col(df: pd.DataFrame, op: str, path: Path) -> pd.Series:
@@ -22,7 +22,7 @@ def _col(df: pd.DataFrame, op: str, path: Path) -> pd.Series:
     if c not in df.columns:
         raise RlsimError(f"missing column {c}", str(path))
     v = pd.to_numeric(df[c], errors="coerce")
-    bad = (v.isna() & df[c].notna()) | ~(v.isna() | ((v > 0) & (v <= MAX_TIMING_S * 1e3)))
+    bad = (v.isna() & df[c].notna()) | ~(v.isna() | is_timing(v, 1e3))
     if bad.any():
         raise RlsimError(f"column {c!r} must hold timings > 0 and at most a day, in ms (got {df[c][bad].iloc[0]!r})",
                          f"{path}:{file_line(path, int(bad.idxmax()))}")
