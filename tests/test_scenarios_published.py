@@ -21,7 +21,9 @@ CORE = ["cluster.gpus", "cluster.hardware", "engine.tensor_parallel_size", "engi
 def test_every_required_scenario_is_shipped():
     names = set(FILES)
     assert {"default.yaml", "qwen3-8b-rl-think-gb200x32.yaml", "qwen3-8b-rl-zero-gb200x32.yaml"} <= names
-    assert sum(n.startswith("nemo-rl-") for n in names) == 17
+    assert sum(n.startswith("nemo-rl-") and not n.startswith("nemo-rl-v03-") for n in names) == 17
+    v03 = pd.read_csv(ROOT / "workloads/published/nemo_rl_v03_stage_times.csv", comment="#")
+    assert sum(n.startswith("nemo-rl-v03-") for n in names) == (v03["source"] == "blog").sum() == 4
     for gpus in (512, 2048):
         for mode in ("sync", "async"):
             for spec in ("ar", "eagle3"):
@@ -62,7 +64,7 @@ def test_nemo_rl_batches_average_the_published_length():
     """Every NeMo-RL scenario pins its batches to the row's 'G-Average Seq len' (the mean of the steps the step time
     averages; the page's exact cell where the CSV rounds it), and the simulated steps generate that mean (free draws of these 64-group batches fell 2-8% above)."""
     rows = pd.read_csv(ROOT / "workloads/published/nemo_rl_performance_summary.csv", comment="#")
-    names = [n for n in FILES if n.startswith("nemo-rl-")]
+    names = [n for n in FILES if n.startswith("nemo-rl-") and not n.startswith("nemo-rl-v03-")]
     for n in names:
         sc = load_scenario(SCEN / n)
         text = (SCEN / n).read_text().split("\n", 2)[1]
@@ -76,3 +78,23 @@ def test_nemo_rl_batches_average_the_published_length():
     sc = load_scenario(SCEN / "nemo-rl-llama-3.1-8b-h100x16-on.yaml")
     out = run_pipeline(sc, steps=2).steps
     assert out["mean_response_tokens"].to_numpy() == pytest.approx([1019, 1019], abs=0.5)
+
+
+def test_v03_blog_scenarios_pin_the_blog_length_and_config():
+    """Each v0.3 blog scenario is its row's config (sec. 3.18) at the blog's 'Avg. generated tokens per sample', on the
+    assumed H100, colocated and synchronous, with vLLM's LLM class scheduling synchronously (vLLM 0.9/0.10)."""
+    v03 = pd.read_csv(ROOT / "workloads/published/nemo_rl_v03_stage_times.csv", comment="#")
+    blog = v03[v03["source"] == "blog"]
+    parallel = {"Llama-3.1-8B-Instruct": (1, 1, 1), "Llama-3.1-70B": (4, 4, 1), "Qwen3-32B": (4, 2, 1),
+                "Qwen3-30B-A3B": (2, 1, 8)}  # the blog's footnote: TP, PP, EP
+    for r in blog.itertuples():
+        [name] = [n for n in FILES if n.startswith("nemo-rl-v03-") and n.endswith(f"-h100x{r.gpus}.yaml")
+                  and f"{r.model} on {r.gpus} GPUs" in (SCEN / n).read_text().split("\n", 1)[0]]
+        sc = load_scenario(SCEN / name)
+        assert sc.rollout.mean_response_tokens == r.mean_generated_tokens, name
+        assert (sc.cluster.hardware, sc.cluster.gpus, sc.pipeline.mode, sc.pipeline.colocated) == (
+            "h100", r.gpus, "sync", True), name
+        tr = sc.training
+        assert (tr.tensor_parallel_size, tr.pipeline_parallel_size, tr.expert_parallel_size) == parallel[r.model]
+        assert sc.engine.max_num_seqs == 1024 and not sc.engine.async_scheduling, name
+        assert "assumption H100" in sc.sources["cluster.hardware"], name

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, run_cli
 from simulator.pipeline.run import run_pipeline
 from simulator.scenario import load_scenario
-from simulator.validation.published import nemo_rl_checks, paper_checks, stage_checks
+from simulator.validation.published import nemo_rl_checks, paper_checks, stage_checks, v03_checks
 
 GB200 = ("GB200 profile transferred from H200 (no Blackwell measurements); published GB200 NeMo-RL runs reach only "
          "1.0-2.8x H100's per-GPU throughput")
@@ -141,3 +141,56 @@ def test_validate_only_stages_prints_them_and_fails_nothing():
     out = json.loads(p.stdout)
     assert len(out["checks"]) == 13 and out["failed"] == 0 and out["passed"] == 0
     assert {c["table"] for c in out["checks"]} == {"nemo_rl_stage_reports"} and "projection_235b" not in out
+
+
+_V03 = {(c.row, c.quantity): c for c in v03_checks()}
+_BLOG = ("Llama-3.1-8B-Instruct x8", "Llama-3.1-70B x64", "Qwen3-32B x64", "Qwen3-30B-A3B x64")
+
+
+def test_v03_rows_are_shown_without_a_tolerance():
+    """nemo_rl_v03_stage_times.csv in `rlsim validate`: five timers of each of the blog's four Megatron runs and of the
+    two reruns in NVIDIA-NeMo/RL #959, report only (the GPU is assumed, the two measurements of one config differ)."""
+    assert len(_V03) == 30 and all(c.tolerance is None for c in _V03.values())
+    p = run_cli("validate", "--only", "v03", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert len(out["checks"]) == 30 and out["failed"] == 0 and out["passed"] == 0
+
+
+def test_v03_rerun_rows_run_their_config_at_their_own_length():
+    """A rerun row is the blog's config at the rerun's published mean length: the 8B rerun's 811 tokens against the
+    blog's 795 generate longer."""
+    blog = _V03[("blog H100 Llama-3.1-8B-Instruct x8", "generation s")]
+    rerun = _V03[("issue959 H100 Llama-3.1-8B-Instruct x8", "generation s")]
+    assert rerun.predicted > blog.predicted
+
+
+def test_v03_blog_generation_held_out():
+    """Nothing is fitted on the v0.3 blog: its four generation times (vLLM 0.9/0.10, colocated, the LLM class) are
+    predicted within 20% (-3.6%, -13.3%, -5.5%, -17.4% today; all fast)."""
+    for row in _BLOG:
+        assert abs(_V03[(f"blog H100 {row}", "generation s")].rel_error) < 0.2, row
+
+
+def test_v03_blog_step_times_held_out():
+    """The blog's step times: 3 of 4 within 20% (8B -7.7%, 32B -6.1%, 30B-A3B -16.0%; the 70B -20.1%, whose refit
+    is half the published 14 s); the #959 reruns of the same configs are 4% and 21% slower than the blog."""
+    steps = [_V03[(f"blog H100 {row}", "total_step_time s")] for row in _BLOG]
+    assert sum(abs(c.rel_error) < 0.2 for c in steps) >= 3
+    assert all(c.rel_error < 0.05 for c in steps)  # none slow: every stage but two is under-predicted
+
+
+@pytest.mark.xfail(strict=True, reason="colocated refit of the large models is short on the v0.3 blog too: 70B "
+                   "7.1 s vs 14 s, Qwen3-32B 3.7 s vs 7 s, 30B-A3B 4.0 s vs 12 s (the 8B +18%); rlsim does not "
+                   "price the trainer's gather of the export over its tensor, pipeline and expert-parallel ranks nor "
+                   "the refit's rounds through a buffer of 20% of free memory (NRL_REFIT_BUFFER_MEMORY_RATIO, "
+                   "sec. 3.18)")
+@pytest.mark.parametrize("row", _BLOG[1:])
+def test_v03_blog_colocated_refit(row):
+    assert abs(_V03[(f"blog H100 {row}", "weight_sync s")].rel_error) < 0.3
+
+
+@pytest.mark.xfail(strict=True, reason="the 30B-A3B's logprob passes are 49% fast on the v0.3 blog too "
+                   "(11.7 s vs 23 s); " + LOGPROBS)
+def test_v03_blog_30b_logprob_passes():
+    assert abs(_V03[("blog H100 Qwen3-30B-A3B x64", "policy_and_reference_logprobs s")].rel_error) < 0.2

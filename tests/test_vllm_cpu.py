@@ -86,23 +86,23 @@ def test_async_scheduling_takes_the_longer_of_gpu_and_cpu():
 
 
 def test_published_scenarios_schedule_asynchronously_only_where_vllm_can(table):
-    """v0.5 (vLLM 0.11.2) and TP > 1 engines (Ray executor) schedule synchronously; v0.6 single-GPU engines don't.
-    Every engine carries the measured 0.17.1 slope of its process mode, v0.5 engines times the measured ratio of
-    0.11.2's slope to 0.17.1's (AsyncLLM engines have max_num_seqs 128: their engine core runs in its own process)."""
+    """v0.3 and v0.5 (vLLM < 0.14) and TP > 1 engines (Ray executor) schedule synchronously; v0.6 single-GPU engines
+    don't. Every engine carries the measured 0.17.1 slope of its process mode, v0.3 and v0.5 engines times the
+    measured ratio of 0.11.2's slope to 0.17.1's (AsyncLLM engines have max_num_seqs 128: their engine core runs in its own process)."""
     ab = read_version_table(AB_TABLE)
     seen = set()
     for path in sorted((ROOT / "workloads" / "scenarios").glob("nemo-rl-*.yaml")):
         data = yaml.safe_load(path.read_text())
         e = data["engine"]
-        release = "v0.5" if "NeMo-RL v0.5" in data["description"] else "v0.6"
+        release = next(v for v in ("v0.3", "v0.5", "v0.6") if f"NeMo-RL {v}" in data["description"])
         assert e["async_scheduling"] == (release == "v0.6" and e["tensor_parallel_size"] == 1), path.name
         own_process = e["max_num_seqs"] == 128
         slope = fit_vllm_cpu(table, multiprocessing=own_process, async_scheduling=False).s_per_seq
-        if release == "v0.5":
+        if release in ("v0.3", "v0.5"):  # v0.3's vLLM 0.9/0.10 was not measured: 0.11.2 is the nearest
             slope *= version_ratio(ab, "0.11.2", "0.17.1", own_process)
         assert e["cpu_s_per_seq"] == pytest.approx(slope, abs=1e-8), path.name
         seen.add((release, e["async_scheduling"]))
-    assert seen == {("v0.5", False), ("v0.6", False), ("v0.6", True)}
+    assert seen == {("v0.3", False), ("v0.5", False), ("v0.6", False), ("v0.6", True)}
 
 
 @pytest.mark.parametrize("mp", [0, 1])

@@ -1,5 +1,5 @@
-"""`rlsim validate`: predicted vs published for every row of the published tables, the B200 stage report, and the
-235B projection.
+"""`rlsim validate`: predicted vs published for every row of the published tables, the B200 stage report, the
+NeMo-RL v0.3 blog's stage times, and the 235B projection.
 
 Exits 1 when a check is outside its tolerance (speedups 10%, NeMo-RL step times 20%, off/on ratios 15%).
 """
@@ -12,17 +12,18 @@ import math
 def register(sub) -> None:
     p = sub.add_parser("validate", help="compare predictions with the published figures",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("paper", "nemo-rl", "stages", "projection"), action="append",
+    p.add_argument("--only", choices=("paper", "nemo-rl", "stages", "v03", "projection"), action="append",
                    help="run only these parts (repeatable; default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from simulator.validation.published import nemo_rl_checks, paper_checks, projection_235b, stage_checks
-    parts = set(args.only or ("paper", "nemo-rl", "stages", "projection"))
+    from simulator.validation.published import (nemo_rl_checks, paper_checks, projection_235b, stage_checks,
+                                                v03_checks)
+    parts = set(args.only or ("paper", "nemo-rl", "stages", "v03", "projection"))
     checks = ((paper_checks() if "paper" in parts else []) + (nemo_rl_checks() if "nemo-rl" in parts else [])
-              + (stage_checks() if "stages" in parts else []))
+              + (stage_checks() if "stages" in parts else []) + (v03_checks() if "v03" in parts else []))
     proj = projection_235b() if "projection" in parts else None
     failed = [c for c in checks if c.ok is False]
     if args.json:

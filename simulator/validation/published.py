@@ -8,6 +8,9 @@
 - nemo_rl_stage_reports.csv (B200, a later NeMo-RL and vLLM 0.25.1): each stage of the two recipes it reports,
   predicted with the same recipes' H100 scenarios on B200; shown without a tolerance (the publication's software
   is newer than the scenarios describe; the 30B policy training was fitted on, the 235B step includes validation).
+- nemo_rl_v03_stage_times.csv (NeMo-RL v0.3 blog, GPU not named, assumed H100; vLLM 0.9/0.10): every stage of its
+  four Megatron runs and a user's reruns of two of them (NVIDIA-NeMo/RL #959), shown without a tolerance: nothing is
+  fitted on them, and the two measurements of one config differ by up to 21% on the step, 86% on the refit.
 - the 235B projection (no published figures): step times of sync / async x autoregressive / EAGLE-3 on 512 and
   2048 GB200, and their end-to-end speedup over synchronous autoregressive.
 """
@@ -127,6 +130,26 @@ def stage_checks() -> list[Check]:
     return out
 
 
+V03_TABLE = "workloads/published/nemo_rl_v03_stage_times.csv"
+V03_STAGES = ("total_step_time", "policy_training", "weight_sync", "generation", "policy_and_reference_logprobs")
+V03_SCENARIOS = {"Llama-3.1-8B-Instruct": "llama-3.1-8b", "Llama-3.1-70B": "llama-3.1-70b", "Qwen3-32B": "qwen3-32b",
+                 "Qwen3-30B-A3B": "qwen3-30b-a3b"}
+
+
+def v03_checks() -> list[Check]:
+    """Per-stage predicted vs published seconds of the v0.3 blog's runs and the reruns (report only: no tolerance).
+    Each row runs its config's scenario at that row's published mean generated length."""
+    rows = pd.read_csv(project_root() / V03_TABLE, comment="#")
+    out = []
+    for r in rows.itertuples():
+        name = f"nemo-rl-v03-{V03_SCENARIOS[r.model]}-{r.system.lower()}x{int(r.gpus)}.yaml"
+        s = _run(name, [f"rollout.mean_response_tokens={float(r.mean_generated_tokens)}"])
+        for stage in V03_STAGES:
+            out.append(Check("nemo_rl_v03_stage_times", f"{r.source} {r.system} {r.model} x{int(r.gpus)}",
+                             f"{stage} s", float(getattr(r, stage)), s[stage], None))
+    return out
+
+
 def projection_235b(splits=(0.125, 0.25, 0.5)) -> pd.DataFrame:
     """Step times of the 235B projection scenarios. Async rows take the best generation / training split of the
     cluster among `splits` (fraction of GPUs that generate); `bound` says what limits the step."""
@@ -161,4 +184,4 @@ def projection_235b(splits=(0.125, 0.25, 0.5)) -> pd.DataFrame:
 
 
 def all_checks() -> list[Check]:
-    return paper_checks() + nemo_rl_checks() + stage_checks()
+    return paper_checks() + nemo_rl_checks() + stage_checks() + v03_checks()

@@ -72,7 +72,8 @@ _VLLM_CPU_TABLE = read_vllm_cpu_table(ROOT / VLLM_CPU)
 
 
 # the vLLM each kind of published run used (NOTES sec. 0 and 5b)
-VLLM_OF = {"v0.5": "NeMo-RL v0.5 (vLLM 0.11.2, NeMo-RL #1539)", "v0.6": "NeMo-RL v0.6 (vLLM 0.17 line)",
+VLLM_OF = {"v0.3": f"NeMo-RL v0.3 (vLLM 0.9.0 or 0.10.0, {NOTES} sec. 3.18)",
+           "v0.5": "NeMo-RL v0.5 (vLLM 0.11.2, NeMo-RL #1539)", "v0.6": "NeMo-RL v0.6 (vLLM 0.17 line)",
            "paper": "the paper (vLLM 0.17 line)", "projection": "the projection (vLLM 0.17 line)"}
 # the measured slope per process mode (True: AsyncLLM, engine core in its own process; False: LLM class in NeMo-RL's
 # worker process), without async scheduling, where the CPU work adds to the GPU step and shows whole
@@ -82,7 +83,12 @@ VLLM_CPU_S_PER_SEQ = {mp: fit_vllm_cpu(_VLLM_CPU_TABLE, multiprocessing=mp, asyn
 # session with the runs interleaved (host speed cancels there, not between sessions)
 VLLM_AB = "calibration/vllm_cpu/vllm_versions_ab.csv"
 _VLLM_AB_TABLE = read_version_table(ROOT / VLLM_AB)
-VLLM_VERSION = {"v0.5": "0.11.2"}
+VLLM_VERSION = {"v0.3": "0.11.2", "v0.5": "0.11.2"}
+# releases whose vLLM was not measured, and why the measured version stands in
+VLLM_VERSION_NOTE = {"v0.3": f" (v0.3 ran vLLM 0.9.0 or 0.10.0, {NOTES} sec. 3.18: 0.11.2 is the nearest version "
+                             "measured; an assumption)"}
+# releases on vLLM < 0.14, which schedules synchronously on every executor (NOTES sec. 5b)
+SYNC_SCHEDULING_RELEASES = ("v0.3", "v0.5")
 VLLM_REFERENCE = "0.17.1"
 
 
@@ -101,7 +107,7 @@ def vllm_async_scheduling(release: str, vllm_tp: int) -> bool:
     """Whether the run's vLLM overlaps scheduling with the GPU step (NOTES sec. 5b): on by default from vLLM 0.14,
     for the single-process ("uni") executor only; NeMo-RL runs TP > 1 through vLLM's Ray executor. v0.5 ran vLLM
     0.11.2 (NeMo-RL #1539); v0.6, the paper and the projection the 0.17 line."""
-    return release != "v0.5" and vllm_tp == 1
+    return release not in SYNC_SCHEDULING_RELEASES and vllm_tp == 1
 
 
 MOE_CONFIGS = "workloads/published/vllm_0.17.1_fused_moe_configs.txt"
@@ -112,6 +118,11 @@ _MOE_CONFIG_FILES = {ln.strip() for ln in (ROOT / MOE_CONFIGS).read_text().split
 VLLM_DEVICE = {"h100": "NVIDIA_H100_80GB_HBM3", "h200": "NVIDIA_H200", "b200": "NVIDIA_B200", "gb200": "NVIDIA_GB200"}
 # the dtype part of the file name: Qwen3's FP8 checkpoints are block-quantized 128 x 128
 VLLM_MOE_DTYPE = {"bf16": "", "fp8": ",dtype=fp8_w8a8,block_shape=[128,128]"}
+
+
+# releases on another vLLM than 0.17.1, for which the file listing was checked too
+MOE_CONFIG_CAVEAT = {"v0.3": "; vLLM 0.9.0 ships the same E=128,N=192 H100 file (pip download --no-deps vllm==0.9.0, "
+                             "unzip -l: fused_moe/configs/ lists it; assumption: its tiles run as 0.17.1's)"}
 
 
 def vllm_moe_config_file(hardware: str, model: str, vllm_tp: int, dtype: str) -> str:
@@ -141,12 +152,13 @@ def cpu_sources(async_engine: bool, release: str, vllm_tp: int) -> dict:
     if vllm_async_scheduling(release, vllm_tp):
         sched = "on: single-GPU engine on vLLM's 'uni' executor, vLLM >= 0.14"
     else:
-        sched = "off: " + ("vLLM < 0.14" if release == "v0.5" else "TP > 1 runs on vLLM's Ray executor")
+        sched = "off: " + ("vLLM < 0.14" if release in SYNC_SCHEDULING_RELEASES
+                           else "TP > 1 runs on vLLM's Ray executor")
     version = VLLM_VERSION.get(release)
     carried = "" if version is None else (
         f", times {vllm_cpu_ratio(async_engine, release):.3f}: vLLM {version}'s slope over {VLLM_REFERENCE}'s in "
         f"this mode, measured in one session with the runs interleaved ({VLLM_AB}, same script; the three rounds' "
-        "ratios spread about +-20%, calibration/vllm_cpu/README.md)")
+        f"ratios spread about +-20%, calibration/vllm_cpu/README.md){VLLM_VERSION_NOTE.get(release, '')}")
     return {"engine.cpu_s_per_seq": (
                 f"MEASURED ({VLLM_CPU}, python calibration/vllm_cpu/measure_vllm_cpu.py): vLLM 0.17.1's engine on "
                 f"a stand-in GPU ({mode}); slope of the exposed CPU time over 16-512 sequences without async "
@@ -522,7 +534,9 @@ TRAIN_DTYPE_SOURCE = {
             "the one stored recipe file (sec. 3.3) does not enable megatron_cfg.fp8_cfg, but the page describes the "
             "run that was measured"),
 }
-PROMPT_MEDIAN = {"llama-3.1-8b": 130, "qwen3-32b": 110, "qwen3-30b-a3b": 110, "qwen3-235b-a22b": 110}
+# the 70B base model is prompted through the Llama-3.3-70B-Instruct tokenizer's chat template, as the 8B (sec. 3.18)
+PROMPT_MEDIAN = {"llama-3.1-8b": 130, "llama-3.1-70b": 130, "qwen3-32b": 110, "qwen3-30b-a3b": 110,
+                 "qwen3-235b-a22b": 110}
 
 
 def nemo_name(system, model, policy, precision, gpus) -> str:
@@ -531,106 +545,119 @@ def nemo_name(system, model, policy, precision, gpus) -> str:
     return f"nemo-rl-{short}-{system.lower()}x{gpus}-{policy}{'-fp8' if precision == 'fp8' else ''}.yaml"
 
 
+def recipe_scenario(key: tuple, rc: dict, release: str, table: str, mean: tuple) -> dict:
+    """The scenario of one published NeMo-RL run: `key` (system, model, policy, precision, gpus), its recipe facts
+    `rc` (NOTES sec. 3, plus the fitted `framework` constants), the NeMo-RL release that ran it, the published file
+    its own figures come from, and its published mean generated length as (tokens, source, the column's name, a
+    note on reading it)."""
+    mean_seq, mean_src, mean_label, mean_note = mean
+    system, model, policy, precision, gpus = key
+    prompt = PROMPT_MEDIAN[rc["model"]]
+    cap = rc["seq"] - prompt
+    med = lognormal_median_for_mean(float(mean_seq), SIGMA, cap)
+    asyn = policy != "on"
+    gen_gpus = rc.get("gen_gpus")
+    route = routing(asyn, rc["async_engine"])
+    data = {
+        "name": rc["name"] if "name" in rc else nemo_name(*key).removesuffix(".yaml"),
+        "description": f"NeMo-RL {release} GRPO: {model} on {gpus} {system}, "
+                       f"{'synchronous on-policy' if not asyn else policy + ' asynchronous'}, {precision}",
+        "model": rc["model"],
+        "cluster": {"hardware": system.lower(), "gpus": int(gpus)},
+        "engine": {"tensor_parallel_size": rc["vtp"], "dtype": rc.get("gen_dtype", "bf16"),
+                   "gpu_memory_utilization": rc["mem"],
+                   **engine_defaults(rc["async_engine"], release, rc["vtp"]),
+                   "routing": route},
+        "rollout": {"prompts": rc["prompts"], "samples_per_prompt": rc["gens"], "max_response_tokens": cap,
+                    "prompt_tokens": {"kind": "lognormal", "median": prompt, "sigma": 0.3, "min": 16},
+                    "response_tokens": {"kind": "lognormal", "median": round(med, 1), "sigma": SIGMA},
+                    "group_correlation": 0.5, "mean_response_tokens": float(mean_seq)},
+        "pipeline": {**refit_copy_constants(), "mode": "async" if asyn else "sync", "colocated": not asyn,
+                     "steps": 12 if rc.get("staleness", 1) > 1 else (6 if asyn else 2),
+                     "data_s": 0.3, "refit_overhead_s": round(rc["framework"]["refit"], 3)},
+        "training": {"tensor_parallel_size": rc["ttp"], "pipeline_parallel_size": rc["tpp"],
+                     "context_parallel_size": rc["tcp"], "expert_parallel_size": rc["tep"],
+                     "dtype": rc.get("train_dtype", "bf16"),
+                     "global_batch_size": 512, "micro_batch_tokens": rc["mb"],
+                     "logprob_micro_batch_tokens": rc["lmb"],
+                     "activation_recompute": "full" if rc["ac"] else "none", "reference_logprobs": True,
+                     "framework_efficiency": rc["framework"]["train"],
+                     "logprob_framework_efficiency": rc["framework"]["logprob"]},
+        "reward": {"s_per_sample": 0.005, "workers": 8, "per_sample": asyn or rc["async_engine"]},
+        "seed": 0,
+    }
+    if asyn:
+        rate, rate_src = refit_broadcast_rate(round(rc["framework"]["refit"], 3))
+        data["pipeline"].update({"max_staleness": rc.get("staleness", 1), "in_flight_weight_updates": True,
+                                 "generation_gpus": gen_gpus,
+                                 "cosim_engines": gen_gpus // rc["vtp"], "refit_broadcast_bytes_per_s": rate})
+    moe_src = {}
+    if load_model(rc["model"]).is_moe:
+        if release == "v0.5":
+            raise SystemExit(f"{key}: MoE under vLLM 0.11.2 has no config listing here ({MOE_CONFIGS} is 0.17.1)")
+        data["engine"]["moe_kernel"], moe_src["engine.moe_kernel"] = vllm_moe_kernel(
+            system.lower(), rc["model"], rc["vtp"], rc.get("gen_dtype", "bf16"))
+        if release in MOE_CONFIG_CAVEAT:
+            moe_src["engine.moe_kernel"] += MOE_CONFIG_CAVEAT[release]
+    src = dict(SOURCES_COMMON)
+    src.update(moe_src)
+    recipe = f"{NOTES} sec. {rc['sec']}"
+    src.update({
+        "model": f"{table}: {model}", "cluster.gpus": f"{table}: {gpus} GPUs ({system})",
+        "cluster.hardware": rc.get("hardware_source", f"hardware_profiles/{system.lower()}.yaml"),
+        "engine.tensor_parallel_size": f"{recipe}: vLLM TP {rc['vtp']}",
+        **cpu_sources(rc["async_engine"], release, rc["vtp"]),
+        "engine.gpu_memory_utilization": f"{recipe}: gpu_memory_utilization {rc['mem']}",
+        "engine.dtype": f"{recipe}: generation precision {rc.get('gen_dtype', 'bf16')}",
+        "engine.routing": ROUTING_SOURCE[route],
+        "rollout.prompts": f"{recipe}: num_prompts_per_step {rc['prompts']}",
+        "rollout.samples_per_prompt": f"{recipe}: num_generations_per_prompt {rc['gens']}",
+        "rollout.max_response_tokens": f"{recipe}: max_total_sequence_length {rc['seq']} minus the prompt",
+        "rollout.prompt_tokens": f"inferred in {NOTES} sec. 1 from the published tokens/s/GPU: prompts of "
+                                 f"~{prompt} tokens (OpenMathInstruct-2 + cot.txt + chat template)",
+        "rollout.response_tokens.median": f"solved so that the mean generated length after the {cap}-token cap is "
+                                          f"the published {mean_seq} ({mean_src}{mean_note})",
+        "rollout.mean_response_tokens": f"{mean_src}: {mean_label} {mean_seq}, the mean of the very steps the "
+                                        "step time averages, so every simulated batch is scaled to it (the "
+                                        "distribution sets only the shape; a free draw of 64 groups falls 2-8% off "
+                                        "it)",
+        "pipeline.mode": f"{table}: policy {policy}", "pipeline.colocated": f"{recipe}",
+        "pipeline.steps": "enough RL steps for a steady state (async: staleness + 1 warm-up steps left out)",
+        "pipeline.data_s": f"{PAPER}: data_s 0.3 (the same NeMo-RL data path)",
+        "pipeline.refit_overhead_s": "from qwen3-8b-rl-think-gb200x32.yaml (fitted on the paper's prepare_s)",
+        "training.tensor_parallel_size": f"{recipe}", "training.pipeline_parallel_size": f"{recipe}",
+        "training.context_parallel_size": f"{recipe}", "training.expert_parallel_size": f"{recipe}",
+        "training.dtype": TRAIN_DTYPE_SOURCE[rc.get("train_dtype", "bf16")].format(recipe=recipe),
+        "training.global_batch_size": f"{recipe}: train_global_batch_size 512",
+        "training.micro_batch_tokens": f"{recipe}: train_mb_tokens = max_total_sequence_length x micro batch",
+        "training.logprob_micro_batch_tokens": f"{recipe}: logprob_mb_tokens",
+        "training.activation_recompute": f"{recipe}: activation_checkpointing {rc['ac']}",
+        "training.reference_logprobs": f"{NOTES} sec. 2: reference KL on, two logprob passes",
+        "training.framework_efficiency": "from qwen3-8b-rl-think-gb200x32.yaml (fitted on the paper's train_s)",
+        "training.logprob_framework_efficiency": "from qwen3-8b-rl-think-gb200x32.yaml (fitted on the paper)",
+    })
+    if asyn:
+        src.update({"pipeline.max_staleness": f"{recipe}: max_trajectory_age_steps {rc.get('staleness', 1)}",
+                    "pipeline.in_flight_weight_updates": f"{recipe}: in_flight_weight_updates true",
+                    "pipeline.generation_gpus": f"{recipe}: generation resources {gen_gpus} GPUs",
+                    "pipeline.cosim_engines": "every engine of the generation pool (generation GPUs / vLLM TP): "
+                                              "validation co-simulates the whole pool",
+                    "pipeline.refit_broadcast_bytes_per_s": rate_src})
+    data["sources"] = src
+    return data
+
+
 def build_nemo(framework: dict) -> None:
     """Writes the scenarios of every summary row; fits framework["moe"] (training.moe_layer_overhead_s) and its
-    source line, framework["moe_source"], on the way (build_235b reuses both)."""
+    source line, framework["moe_source"], on the way (build_235b and build_v03 reuse both)."""
     rows = pd.read_csv(ROOT / SUMMARY, comment="#")
     built = []
     for r in rows.itertuples():
         key = (r.system, r.model, r.policy, r.precision, int(r.gpus))
-        rc = RECIPES[key]
-        prompt = PROMPT_MEDIAN[rc["model"]]
-        cap = rc["seq"] - prompt
         mean_seq, mean_src = EXACT_MEAN_SEQ.get(key, (r.mean_seq_len, SUMMARY))
-        med = lognormal_median_for_mean(float(mean_seq), SIGMA, cap)
-        asyn = r.policy != "on"
-        gen_gpus = rc.get("gen_gpus")
-        route = routing(asyn, rc["async_engine"])
-        data = {
-            "name": nemo_name(*key).removesuffix(".yaml"),
-            "description": f"NeMo-RL {r.release} GRPO: {r.model} on {r.gpus} {r.system}, "
-                           f"{'synchronous on-policy' if not asyn else r.policy + ' asynchronous'}, {r.precision}",
-            "model": rc["model"],
-            "cluster": {"hardware": r.system.lower(), "gpus": int(r.gpus)},
-            "engine": {"tensor_parallel_size": rc["vtp"], "dtype": rc.get("gen_dtype", "bf16"),
-                       "gpu_memory_utilization": rc["mem"],
-                       **engine_defaults(rc["async_engine"], r.release, rc["vtp"]),
-                       "routing": route},
-            "rollout": {"prompts": rc["prompts"], "samples_per_prompt": rc["gens"], "max_response_tokens": cap,
-                        "prompt_tokens": {"kind": "lognormal", "median": prompt, "sigma": 0.3, "min": 16},
-                        "response_tokens": {"kind": "lognormal", "median": round(med, 1), "sigma": SIGMA},
-                        "group_correlation": 0.5, "mean_response_tokens": float(mean_seq)},
-            "pipeline": {**refit_copy_constants(), "mode": "async" if asyn else "sync", "colocated": not asyn,
-                         "steps": 12 if rc.get("staleness", 1) > 1 else (6 if asyn else 2),
-                         "data_s": 0.3, "refit_overhead_s": round(framework["refit"], 3)},
-            "training": {"tensor_parallel_size": rc["ttp"], "pipeline_parallel_size": rc["tpp"],
-                         "context_parallel_size": rc["tcp"], "expert_parallel_size": rc["tep"],
-                         "dtype": rc.get("train_dtype", "bf16"),
-                         "global_batch_size": 512, "micro_batch_tokens": rc["mb"],
-                         "logprob_micro_batch_tokens": rc["lmb"],
-                         "activation_recompute": "full" if rc["ac"] else "none", "reference_logprobs": True,
-                         "framework_efficiency": framework["train"],
-                         "logprob_framework_efficiency": framework["logprob"]},
-            "reward": {"s_per_sample": 0.005, "workers": 8, "per_sample": asyn or rc["async_engine"]},
-            "seed": 0,
-        }
-        if asyn:
-            rate, rate_src = refit_broadcast_rate(round(framework["refit"], 3))
-            data["pipeline"].update({"max_staleness": rc.get("staleness", 1), "in_flight_weight_updates": True,
-                                     "generation_gpus": gen_gpus,
-                                     "cosim_engines": gen_gpus // rc["vtp"], "refit_broadcast_bytes_per_s": rate})
-        moe_src = {}
-        if load_model(rc["model"]).is_moe:
-            if r.release == "v0.5":
-                raise SystemExit(f"{key}: MoE under vLLM 0.11.2 has no config listing here ({MOE_CONFIGS} is 0.17.1)")
-            data["engine"]["moe_kernel"], moe_src["engine.moe_kernel"] = vllm_moe_kernel(
-                r.system.lower(), rc["model"], rc["vtp"], rc.get("gen_dtype", "bf16"))
-        src = dict(SOURCES_COMMON)
-        src.update(moe_src)
-        recipe = f"{NOTES} sec. {rc['sec']}"
-        src.update({
-            "model": f"{SUMMARY}: {r.model}", "cluster.gpus": f"{SUMMARY}: {r.gpus} GPUs ({r.system})",
-            "cluster.hardware": f"hardware_profiles/{r.system.lower()}.yaml",
-            "engine.tensor_parallel_size": f"{recipe}: vLLM TP {rc['vtp']}",
-            **cpu_sources(rc["async_engine"], r.release, rc["vtp"]),
-            "engine.gpu_memory_utilization": f"{recipe}: gpu_memory_utilization {rc['mem']}",
-            "engine.dtype": f"{recipe}: generation precision {rc.get('gen_dtype', 'bf16')}",
-            "engine.routing": ROUTING_SOURCE[route],
-            "rollout.prompts": f"{recipe}: num_prompts_per_step {rc['prompts']}",
-            "rollout.samples_per_prompt": f"{recipe}: num_generations_per_prompt {rc['gens']}",
-            "rollout.max_response_tokens": f"{recipe}: max_total_sequence_length {rc['seq']} minus the prompt",
-            "rollout.prompt_tokens": f"inferred in {NOTES} sec. 1 from the published tokens/s/GPU: prompts of "
-                                     f"~{prompt} tokens (OpenMathInstruct-2 + cot.txt + chat template)",
-            "rollout.response_tokens.median": f"solved so that the mean generated length after the {cap}-token cap is "
-                                              f"the published {mean_seq} ({mean_src}; 'G-Average Seq len' read "
-                                              f"as the generated length, {NOTES} sec. 1)",
-            "rollout.mean_response_tokens": f"{mean_src}: 'G-Average Seq len' {mean_seq}, the mean of the "
-                                            "very steps the step time averages, so every simulated batch is scaled "
-                                            "to it (the distribution sets only the shape; a free draw of 64 "
-                                            "groups falls 2-8% off it)",
-            "pipeline.mode": f"{SUMMARY}: policy {r.policy}", "pipeline.colocated": f"{recipe}",
-            "pipeline.steps": "enough RL steps for a steady state (async: staleness + 1 warm-up steps left out)",
-            "pipeline.data_s": f"{PAPER}: data_s 0.3 (the same NeMo-RL data path)",
-            "pipeline.refit_overhead_s": "from qwen3-8b-rl-think-gb200x32.yaml (fitted on the paper's prepare_s)",
-            "training.tensor_parallel_size": f"{recipe}", "training.pipeline_parallel_size": f"{recipe}",
-            "training.context_parallel_size": f"{recipe}", "training.expert_parallel_size": f"{recipe}",
-            "training.dtype": TRAIN_DTYPE_SOURCE[rc.get("train_dtype", "bf16")].format(recipe=recipe),
-            "training.global_batch_size": f"{recipe}: train_global_batch_size 512",
-            "training.micro_batch_tokens": f"{recipe}: train_mb_tokens = max_total_sequence_length x micro batch",
-            "training.logprob_micro_batch_tokens": f"{recipe}: logprob_mb_tokens",
-            "training.activation_recompute": f"{recipe}: activation_checkpointing {rc['ac']}",
-            "training.reference_logprobs": f"{NOTES} sec. 2: reference KL on, two logprob passes",
-            "training.framework_efficiency": "from qwen3-8b-rl-think-gb200x32.yaml (fitted on the paper's train_s)",
-            "training.logprob_framework_efficiency": "from qwen3-8b-rl-think-gb200x32.yaml (fitted on the paper)",
-        })
-        if asyn:
-            src.update({"pipeline.max_staleness": f"{recipe}: max_trajectory_age_steps {rc.get('staleness', 1)}",
-                        "pipeline.in_flight_weight_updates": f"{recipe}: in_flight_weight_updates true",
-                        "pipeline.generation_gpus": f"{recipe}: generation resources {gen_gpus} GPUs",
-                        "pipeline.cosim_engines": "every engine of the generation pool (generation GPUs / vLLM TP): "
-                                                  "validation co-simulates the whole pool",
-                        "pipeline.refit_broadcast_bytes_per_s": rate_src})
-        data["sources"] = src
+        data = recipe_scenario(key, {**RECIPES[key], "framework": framework}, r.release, SUMMARY,
+                               (mean_seq, mean_src, "'G-Average Seq len'",
+                                f"; 'G-Average Seq len' read as the generated length, {NOTES} sec. 1"))
         header = (f"NeMo-RL {r.release} published run: {r.system} {r.model} {r.policy} {r.precision} on {r.gpus} GPUs\n"
                   f"({SUMMARY}: step {r.step_s} s, {r.tokens_per_s_per_gpu} tokens/s/GPU, mean sequence {r.mean_seq_len}).\n"
                   "Written by workloads/scenarios/build_published.py from the recipe; nothing here is fitted to this row\n"
@@ -640,11 +667,16 @@ def build_nemo(framework: dict) -> None:
     framework["cross_host"], framework["cross_host_source"] = fit_cross_host(
         next(d for k, d, _ in built if k == CROSS_HOST_FIT_ROW))
     for key, data, header in built:
-        if load_model(data["model"]).is_moe:
-            data["training"]["moe_layer_overhead_s"] = framework["moe"]
-            data["sources"]["training.moe_layer_overhead_s"] = framework["moe_source"]
+        set_moe_overhead(data, framework)
         set_cross_host(data, framework)
         write(nemo_name(*key), data, header)
+
+
+def set_moe_overhead(data: dict, framework: dict) -> None:
+    """MoE models train with the fitted per-layer overhead."""
+    if load_model(data["model"]).is_moe:
+        data["training"]["moe_layer_overhead_s"] = framework["moe"]
+        data["sources"]["training.moe_layer_overhead_s"] = framework["moe_source"]
 
 
 def set_cross_host(data: dict, framework: dict) -> None:
@@ -697,6 +729,45 @@ def fit_cross_host(h100_235b_on: dict) -> tuple[float, str]:
         "TP-16 H100 rows and the TP-8 GB200 rows (engines over two 4-GPU trays). Applies only to engines wider than "
         "the hardware's gpus_per_host. Assumption: the same cost per iteration on H100 and GB200 hosts and under "
         "NeMo-RL v0.6's vLLM")
+
+
+# --------------------------------------------------------------------------------------------- v0.3 blog rows
+V03_TABLE = "workloads/published/nemo_rl_v03_stage_times.csv"
+# the blog's Megatron runs (NOTES sec. 3.18): (model as published, GPUs) -> recipe facts
+RECIPES_V03 = {
+    ("Llama-3.1-8B-Instruct", 8): dict(model="llama-3.1-8b", vtp=1, mem=0.6, ttp=1, tpp=1, tep=1),
+    ("Llama-3.1-70B", 64): dict(model="llama-3.1-70b", vtp=4, mem=0.6, ttp=4, tpp=4, tep=1),
+    ("Qwen3-32B", 64): dict(model="qwen3-32b", vtp=4, mem=0.6, ttp=4, tpp=2, tep=1),
+    ("Qwen3-30B-A3B", 64): dict(model="qwen3-30b-a3b", vtp=4, mem=0.7, ttp=2, tpp=1, tep=8),
+}
+V03_HARDWARE = (f"hardware_profiles/h100.yaml; the blog names no GPU: assumption H100 ({NOTES} sec. 3.18: the 8B "
+                "config's comment 'On H100, can run with pp=1', NeMo-RL's DGX-H100 performance pages)")
+
+
+def v03_name(model: str, gpus: int) -> str:
+    return f"nemo-rl-v03-{RECIPES_V03[(model, gpus)]['model']}-h100x{gpus}.yaml"
+
+
+def build_v03(framework: dict) -> None:
+    """Writes the scenarios of the v0.3 blog's Megatron runs (stage times in V03_TABLE; nothing fitted on them)."""
+    rows = pd.read_csv(ROOT / V03_TABLE, comment="#")
+    for r in rows[rows["source"] == "blog"].itertuples():
+        key = (r.system, r.model, "on", "bf16", int(r.gpus))
+        rc = {**RECIPES_V03[(r.model, int(r.gpus))], "framework": framework,
+              "name": v03_name(r.model, int(r.gpus)).removesuffix(".yaml"), "sec": "3.18", "prompts": 64,
+              "gens": 32, "seq": 4096, "async_engine": False, "tcp": 1, "ac": False, "mb": 4096, "lmb": 16384,
+              "hardware_source": V03_HARDWARE}
+        data = recipe_scenario(key, rc, "v0.3", V03_TABLE,
+                               (r.mean_generated_tokens, f"{V03_TABLE} (the v0.3 blog, Table 1)",
+                                "'Avg. generated tokens per sample'", ""))
+        set_moe_overhead(data, framework)
+        set_cross_host(data, framework)
+        header = (f"NeMo-RL v0.3 blog run: {r.model} on {r.gpus} GPUs (assumed H100), synchronous colocated, bf16\n"
+                  f"({V03_TABLE}: step {r.total_step_time} s = training {r.policy_training} + refit {r.weight_sync} + "
+                  f"generation {r.generation} + logprobs {r.policy_and_reference_logprobs} + other).\n"
+                  "Written by workloads/scenarios/build_published.py from the config; nothing here is fitted to this\n"
+                  "row (rlsim validate compares each stage with the published one).")
+        write(v03_name(r.model, int(r.gpus)), data, header)
 
 
 # --------------------------------------------------------------------------------------------- 235B projection
@@ -789,4 +860,5 @@ if __name__ == "__main__":
     fw = build_paper()
     print("framework:", fw)
     build_nemo(fw)
+    build_v03(fw)
     build_235b(fw)
