@@ -10,6 +10,7 @@ import pytest
 from conftest import ROOT
 from simulator.pipeline.run import run_pipeline
 from simulator.scenario import load_scenario
+from simulator.validation.published import v03_scenario
 
 SCEN = ROOT / "workloads" / "scenarios"
 FILES = sorted(p.name for p in SCEN.glob("*.yaml"))
@@ -88,8 +89,7 @@ def test_v03_blog_scenarios_pin_the_blog_length_and_config():
     parallel = {"Llama-3.1-8B-Instruct": (1, 1, 1), "Llama-3.1-70B": (4, 4, 1), "Qwen3-32B": (4, 2, 1),
                 "Qwen3-30B-A3B": (2, 1, 8)}  # the blog's footnote: TP, PP, EP
     for r in blog.itertuples():
-        [name] = [n for n in FILES if n.startswith("nemo-rl-v03-") and n.endswith(f"-h100x{r.gpus}.yaml")
-                  and f"{r.model} on {r.gpus} GPUs" in (SCEN / n).read_text().split("\n", 1)[0]]
+        name = v03_scenario(r)
         sc = load_scenario(SCEN / name)
         assert sc.rollout.mean_response_tokens == r.mean_generated_tokens, name
         assert (sc.cluster.hardware, sc.cluster.gpus, sc.pipeline.mode, sc.pipeline.colocated) == (

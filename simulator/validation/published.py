@@ -76,10 +76,14 @@ def paper_checks() -> list[Check]:
     return out
 
 
+# the published tables' model names -> rlsim's (workloads/models), as the scenario files are named
+MODEL_NAMES = {"Llama-3.1-8B-Instruct": "llama-3.1-8b", "Llama-3.1-70B": "llama-3.1-70b", "Qwen3-32B": "qwen3-32b",
+               "Qwen3-30B-A3B": "qwen3-30b-a3b", "Qwen3-235B-A22B": "qwen3-235b-a22b"}
+
+
 def _nemo_name(r) -> str:
-    short = {"Llama-3.1-8B-Instruct": "llama-3.1-8b", "Qwen3-32B": "qwen3-32b", "Qwen3-30B-A3B": "qwen3-30b-a3b",
-             "Qwen3-235B-A22B": "qwen3-235b-a22b"}[r.model]
-    return f"nemo-rl-{short}-{r.system.lower()}x{int(r.gpus)}-{r.policy}{'-fp8' if r.precision == 'fp8' else ''}.yaml"
+    return (f"nemo-rl-{MODEL_NAMES[r.model]}-{r.system.lower()}x{int(r.gpus)}-{r.policy}"
+            f"{'-fp8' if r.precision == 'fp8' else ''}.yaml")
 
 
 def nemo_rl_checks() -> list[Check]:
@@ -132,8 +136,11 @@ def stage_checks() -> list[Check]:
 
 V03_TABLE = "workloads/published/nemo_rl_v03_stage_times.csv"
 V03_STAGES = ("total_step_time", "policy_training", "weight_sync", "generation", "policy_and_reference_logprobs")
-V03_SCENARIOS = {"Llama-3.1-8B-Instruct": "llama-3.1-8b", "Llama-3.1-70B": "llama-3.1-70b", "Qwen3-32B": "qwen3-32b",
-                 "Qwen3-30B-A3B": "qwen3-30b-a3b"}
+
+
+def v03_scenario(r) -> str:
+    """The scenario file of a row of V03_TABLE (the blog's config; a rerun row runs its blog row's)."""
+    return f"nemo-rl-v03-{MODEL_NAMES[r.model]}-{r.system.lower()}x{int(r.gpus)}.yaml"
 
 
 def v03_checks() -> list[Check]:
@@ -142,8 +149,7 @@ def v03_checks() -> list[Check]:
     rows = pd.read_csv(project_root() / V03_TABLE, comment="#")
     out = []
     for r in rows.itertuples():
-        name = f"nemo-rl-v03-{V03_SCENARIOS[r.model]}-{r.system.lower()}x{int(r.gpus)}.yaml"
-        s = _run(name, [f"rollout.mean_response_tokens={float(r.mean_generated_tokens)}"])
+        s = _run(v03_scenario(r), [f"rollout.mean_response_tokens={float(r.mean_generated_tokens)}"])
         for stage in V03_STAGES:
             out.append(Check("nemo_rl_v03_stage_times", f"{r.source} {r.system} {r.model} x{int(r.gpus)}",
                              f"{stage} s", float(getattr(r, stage)), s[stage], None))

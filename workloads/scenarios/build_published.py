@@ -92,6 +92,7 @@ SYNC_SCHEDULING_RELEASES = ("v0.3", "v0.5")
 VLLM_REFERENCE = "0.17.1"
 
 
+@lru_cache(maxsize=None)
 def vllm_cpu_ratio(async_engine: bool, release: str) -> float:
     """The release's vLLM per-sequence CPU cost over 0.17.1's (1 where it ran the 0.17 line)."""
     v = VLLM_VERSION.get(release)
@@ -547,9 +548,9 @@ def nemo_name(system, model, policy, precision, gpus) -> str:
 
 def recipe_scenario(key: tuple, rc: dict, release: str, table: str, mean: tuple) -> dict:
     """The scenario of one published NeMo-RL run: `key` (system, model, policy, precision, gpus), its recipe facts
-    `rc` (NOTES sec. 3, plus the fitted `framework` constants), the NeMo-RL release that ran it, the published file
-    its own figures come from, and its published mean generated length as (tokens, source, the column's name, a
-    note on reading it)."""
+    `rc` (NOTES sec. 3, plus the fitted `framework` constants and the scenario's `name`), the NeMo-RL release that
+    ran it, the published file its own figures come from, and its published mean generated length as (tokens,
+    source, the column's name, a note on reading it)."""
     mean_seq, mean_src, mean_label, mean_note = mean
     system, model, policy, precision, gpus = key
     prompt = PROMPT_MEDIAN[rc["model"]]
@@ -559,7 +560,7 @@ def recipe_scenario(key: tuple, rc: dict, release: str, table: str, mean: tuple)
     gen_gpus = rc.get("gen_gpus")
     route = routing(asyn, rc["async_engine"])
     data = {
-        "name": rc["name"] if "name" in rc else nemo_name(*key).removesuffix(".yaml"),
+        "name": rc["name"],
         "description": f"NeMo-RL {release} GRPO: {model} on {gpus} {system}, "
                        f"{'synchronous on-policy' if not asyn else policy + ' asynchronous'}, {precision}",
         "model": rc["model"],
@@ -655,7 +656,8 @@ def build_nemo(framework: dict) -> None:
     for r in rows.itertuples():
         key = (r.system, r.model, r.policy, r.precision, int(r.gpus))
         mean_seq, mean_src = EXACT_MEAN_SEQ.get(key, (r.mean_seq_len, SUMMARY))
-        data = recipe_scenario(key, {**RECIPES[key], "framework": framework}, r.release, SUMMARY,
+        rc = {**RECIPES[key], "framework": framework, "name": nemo_name(*key).removesuffix(".yaml")}
+        data = recipe_scenario(key, rc, r.release, SUMMARY,
                                (mean_seq, mean_src, "'G-Average Seq len'",
                                 f"; 'G-Average Seq len' read as the generated length, {NOTES} sec. 1"))
         header = (f"NeMo-RL {r.release} published run: {r.system} {r.model} {r.policy} {r.precision} on {r.gpus} GPUs\n"
@@ -753,8 +755,9 @@ def build_v03(framework: dict) -> None:
     rows = pd.read_csv(ROOT / V03_TABLE, comment="#")
     for r in rows[rows["source"] == "blog"].itertuples():
         key = (r.system, r.model, "on", "bf16", int(r.gpus))
+        name = v03_name(r.model, int(r.gpus))
         rc = {**RECIPES_V03[(r.model, int(r.gpus))], "framework": framework,
-              "name": v03_name(r.model, int(r.gpus)).removesuffix(".yaml"), "sec": "3.18", "prompts": 64,
+              "name": name.removesuffix(".yaml"), "sec": "3.18", "prompts": 64,
               "gens": 32, "seq": 4096, "async_engine": False, "tcp": 1, "ac": False, "mb": 4096, "lmb": 16384,
               "hardware_source": V03_HARDWARE}
         data = recipe_scenario(key, rc, "v0.3", V03_TABLE,
@@ -767,7 +770,7 @@ def build_v03(framework: dict) -> None:
                   f"generation {r.generation} + logprobs {r.policy_and_reference_logprobs} + other).\n"
                   "Written by workloads/scenarios/build_published.py from the config; nothing here is fitted to this\n"
                   "row (rlsim validate compares each stage with the published one).")
-        write(v03_name(r.model, int(r.gpus)), data, header)
+        write(name, data, header)
 
 
 # --------------------------------------------------------------------------------------------- 235B projection
