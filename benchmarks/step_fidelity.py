@@ -1,7 +1,9 @@
 """Fidelity of the calibrated GPU cost model, printed as figures:
 - cross-validation of the kernel fits on the shared H200 data (fit on a part, predict the rest),
 - whole-model H200 step times (calibration/h200/measured/steps*.csv, never fitted on), with the datasheet roofline,
-- EAGLE-3 head steps (shared eagle.csv, never fitted on).
+- EAGLE-3 head steps (shared eagle.csv, never fitted on),
+- whole dense training layers, forward and backward (calibration/h200/measured/train_layer.csv and
+  heldout/train_layer_heldout.csv, never fitted on: the backward ratios come from their operator rows).
 
     python benchmarks/step_fidelity.py
 """
@@ -16,6 +18,7 @@ from simulator.fit.fit_gemm import cross_validate
 from simulator.fit.measurements import Measurements, read_file
 from simulator.paths import calibration_dir
 from simulator.validation.steps import measured_steps, predict_steps, summary
+from simulator.validation.train_layers import measured_layers, predict_layers
 
 
 def _fmt(e) -> str:
@@ -51,6 +54,11 @@ def main() -> None:
     sm = StepCostModel("h200", "eagle3-llama-3.1-8b")
     pe = np.array([sm.step_time(np.full(r.batch, r.q_len), np.full(r.batch, r.ctx)) * 1e6 for r in e.itertuples()])
     print("\nEAGLE-3 head for Llama-3.1-8B (shared eagle.csv, held out):", _fmt(pe / e["us"].to_numpy() - 1))
+    tl = predict_layers(measured_layers())
+    print("\nWhole training layers on an H200 (6 dense shapes, TP 1 and 4, packed micro-batches of 4K-16K tokens):")
+    for src, g in tl.groupby("source"):
+        print(f"  {src:24s} forward ", _fmt(g["fwd_err"]), f" mean {100 * g['fwd_err'].mean():+5.1f}%")
+        print(f"  {src:24s} backward", _fmt(g["bwd_err"]), f" mean {100 * g['bwd_err'].mean():+5.1f}%")
 
 
 if __name__ == "__main__":

@@ -206,6 +206,18 @@ class MoETrainCurve(YamlModel):
         return self
 
 
+class TrainBackward(YamlModel):
+    """A training layer's backward pass in units of its forward (seconds over seconds), per operator class:
+
+    gemm: data + weight gradient GEMMs over the forward GEMM (also applied to the layer's elementwise kernels);
+    attention: the causal attention kernel's backward over its forward (training's packed sequences).
+    """
+
+    gemm: Positive
+    attention: Positive
+    fit_note: str = ""
+
+
 class HostCopyRates(YamlModel):
     """GPU <-> host copies as a trainer moves its state between phases, bytes/s (one direction at a time).
 
@@ -262,6 +274,7 @@ class Efficiency(YamlModel):
     prefill: PrefillCurve | None = None
     moe: dict[str, MoECurve] = {}  # by MoE kernel
     moe_train: MoETrainCurve | None = None  # training grouped-GEMM experts (training/cost.py)
+    train_backward: TrainBackward | None = None  # backward / forward of a training layer (training/cost.py)
     host_copy: HostCopyRates | None = None  # trainer state offload/onload (pipeline/run.py)
     elementwise: dict[str, ElementwiseCurve] = {}  # rms_norm, add, silu, mul, copy
     collectives: dict[str, dict[str, CollectiveCurve]] = {}  # link -> op -> curve

@@ -52,7 +52,7 @@ def test_training_model_prices_routed_experts_with_the_training_curve():
     tc = TrainingCostModel("h200", "qwen3-30b-a3b", setup)
     t, bd = tc.forward_time(np.array([4096]))
     assert bd["experts_fwd"] > 0 and bd["experts_bwd"] > bd["experts_fwd"]
-    # no training curve: the inference MoE curve and a backward of backward_ratio forwards
+    # no training curve: the inference MoE curve and a backward of the profile's GEMM backward ratio
     bare = H200.model_copy(update={"efficiency": H200.efficiency.model_copy(update={"moe_train": None})})
     t0, bd0 = TrainingCostModel(bare, "qwen3-30b-a3b", setup).forward_time(np.array([4096]))
     assert "experts_fwd" not in bd0 and t0 != pytest.approx(t)

@@ -10,7 +10,11 @@ from simulator.costmodel.gemm import gemm_time
 from simulator.costmodel.moe import moe_permute_bytes, moe_permute_time, moe_time, moe_train_times
 from simulator.errors import RlsimError
 from simulator.hardware import (CollectiveCurve, ElementwiseCurve, GemmCurve, HostCopyRates, MoECurve,
-                               MoETrainCurve)
+                               MoETrainCurve, TrainBackward)
+
+
+# the GEMMs of a dense training layer in measure_train_layer.py's tables
+TRAIN_GEMMS = ("qkv", "o", "gate_up", "down")
 
 
 # ------------------------------------------------------------------ MoE
@@ -84,6 +88,26 @@ def fit_moe_train(df: pd.DataFrame, peak: float, bw: float) -> MoETrainCurve:
                          permute_eff=round(float(piv["perm"].median()), 5),
                          fit_note=f"per rows-per-expert means over {piv['hidden'].nunique()} expert shapes, "
                                   f"{len(piv)} (shape, tokens) points ({_files(df)})")
+
+
+def fit_train_backward(df: pd.DataFrame) -> TrainBackward:
+    """TrainBackward from a training layer's operator timings (rows shape,tokens,seq_len,op,phase,us): the median
+    over every GEMM (qkv, o, gate_up, down) and micro-batch of (dgrad + wgrad) / fwd, and over every attention
+    timing of bwd / fwd. The whole-layer rows (op `layer`) are left for validation."""
+    piv = df.pivot_table(index=["shape", "tokens", "seq_len", "op"], columns="phase", values="us").reset_index()
+    gemm = piv[piv["op"].isin(TRAIN_GEMMS)]
+    attn = piv[piv["op"] == "attention"]
+    need = {"fwd", "dgrad", "wgrad", "bwd"}
+    if gemm.empty or attn.empty or not need <= set(piv.columns):
+        raise RlsimError(f"training layer timings need GEMM ({', '.join(TRAIN_GEMMS)}) fwd/dgrad/wgrad rows and "
+                         f"attention fwd/bwd rows", _files(df))
+    g = float(np.median((gemm["dgrad"] + gemm["wgrad"]) / gemm["fwd"]))
+    a = float(np.median(attn["bwd"] / attn["fwd"]))
+    return TrainBackward(gemm=round(g, 4), attention=round(a, 4),
+                         fit_note=f"medians of backward / forward over {len(gemm)} GEMM timings (dgrad + wgrad) "
+                                  f"and {len(attn)} causal attention timings (SDPA flash), {gemm['shape'].nunique()} "
+                                  f"layer shapes, packed micro-batches of {int(piv['tokens'].min())}-"
+                                  f"{int(piv['tokens'].max())} tokens ({_files(df)})")
 
 
 def predict_moe_train(c: MoETrainCurve, df: pd.DataFrame, peak: float, bw: float) -> np.ndarray:

@@ -12,8 +12,8 @@ from simulator.fit.fit_attention import (cross_validate_attention, fit_attention
 from simulator.fit.fit_collectives import fit_collectives
 from simulator.fit.fit_gemm import cross_validate, fit_gemm, predict
 from simulator.fit.fit_misc import (cross_validate_moe, fit_elementwise, fit_graph_floor, fit_host_copy, fit_moe,
-                                    fit_moe_train, host_copy_fit_rows, predict_elementwise, predict_host_copy,
-                                    predict_moe, predict_moe_train)
+                                    fit_moe_train, fit_train_backward, host_copy_fit_rows, predict_elementwise,
+                                    predict_host_copy, predict_moe, predict_moe_train)
 from simulator.fit.measurements import Measurements
 from simulator.hardware import DTYPE_BYTES, Efficiency, HardwareProfile
 
@@ -131,6 +131,10 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
         c = eff.moe_train = fit_moe_train(mt, peak16, bw)
         rep.add("moe training experts", predict_moe_train(c, mt, peak16, bw) / mt["us"].to_numpy() - 1, "in-sample")
         derived.append(f"moe_train: {c.fit_note}")
+    tl = m.table("train_layer")
+    if not tl.empty:
+        c = eff.train_backward = fit_train_backward(tl)
+        derived.append(f"train_backward: {c.fit_note}")
     hc = m.table("host_copy")
     if not hc.empty:
         c = eff.host_copy = fit_host_copy(hc, base.host_bandwidth)
@@ -211,7 +215,8 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
                 derived.append(f"collectives {', '.join(kept)}: transferred unchanged from {like.name}")
     if like is not None:
         fitted = {d.split(":")[0].split(".")[0] for d in derived}
-        for part in ("gemm", "attention", "prefill", "moe", "moe_train", "host_copy", "elementwise", "collectives"):
+        for part in ("gemm", "attention", "prefill", "moe", "moe_train", "train_backward", "host_copy", "elementwise",
+                     "collectives"):
             if part not in fitted and getattr(eff, part):
                 transferred.append(part)
     text = [base.derivation.strip()]

@@ -7,6 +7,8 @@ Formats (see calibration/h200/shared/README.md and calibration/vidur/README.md):
 - vLLM fused-MoE kernel: shape,tokens,experts,topk,hidden,inter,config,...,us (config tuned | default: vLLM's
   tile-config file or its default tiles; the two expert launches alone), read as impl vllm_fused_<config>
 - moe training: shape,tokens,experts,topk,hidden,inter,pass,us (pass fwd | fwd_bwd | fwd_permute)
+- training layer: shape,tokens,seq_len,op,phase,us (per-operator forward / backward of a dense training layer;
+  op `layer` rows are whole layers, kept for validation)
 - elementwise: op,rows,width,us; graph overhead: n_kernels,us
 - Vidur per-operator tables (time_stats.<op>.median in ms per layer, by num_tokens and TP) and NCCL tables
 - PyTorch/vLLM profiler chrome traces (.json / .json.gz), see chrome_trace.py
@@ -30,6 +32,8 @@ EW_COLS = {"op", "rows", "width", "us"}
 GRAPH_COLS = {"n_kernels", "us"}
 STEP_COLS = {"model", "batch", "q_len", "ctx", "us"}
 HOST_COPY_COLS = {"mode", "total_bytes", "tensor_bytes", "seconds"}
+TRAIN_LAYER_COLS = {"shape", "tokens", "seq_len", "op", "phase", "us"}
+TRAIN_PHASES = ("fwd", "bwd", "dgrad", "wgrad", "fwd_bwd")
 HOST_COPY_MODES = ("d2h_pageable", "h2d_pageable", "d2h_pinned", "h2d_pinned")
 REFIT_COPY_COLS = {"case", "tensors", "traffic_bytes", "total_s"}  # refit's IPC copies (simulator/fit/refit.py)
 TIME_COLS = {"us", "seconds", "total_s"}
@@ -54,6 +58,7 @@ class Measurements:
     moe_train: list[pd.DataFrame] = field(default_factory=list)  # +pass (fwd, fwd_bwd, fwd_permute)
     elementwise: list[pd.DataFrame] = field(default_factory=list)
     host_copy: list[pd.DataFrame] = field(default_factory=list)  # mode,total_bytes,tensor_bytes,seconds
+    train_layer: list[pd.DataFrame] = field(default_factory=list)  # shape,tokens,seq_len,op,phase,us
     refit_copy: list[pd.DataFrame] = field(default_factory=list)  # not a kernel: fits pipeline.refit_* keys
     graph: list[pd.DataFrame] = field(default_factory=list)
     network: list[pd.DataFrame] = field(default_factory=list)  # collective,group,bytes,us,source
@@ -168,6 +173,12 @@ def read_file(path: str | Path, m: Measurements, attention_backend: str = "packe
         if bad:
             raise RlsimError(f"unknown mode {sorted(bad)[0]!r} ({', '.join(HOST_COPY_MODES)})", str(p))
         m.host_copy.append(df[list(HOST_COPY_COLS)].assign(source=src))
+    elif TRAIN_LAYER_COLS <= cols:
+        df = check_numeric(df, ["tokens", "seq_len", "us"], p)
+        bad = set(df["phase"]) - set(TRAIN_PHASES)
+        if bad:
+            raise RlsimError(f"unknown phase {sorted(bad)[0]!r} ({', '.join(TRAIN_PHASES)})", str(p))
+        m.train_layer.append(df[list(TRAIN_LAYER_COLS)].assign(source=src))
     elif REFIT_COPY_COLS <= cols:
         m.refit_copy.append(check_numeric(df, ["tensors", "traffic_bytes", "total_s"], p).assign(source=src))
     elif {"collective", "gpus", "bytes", "us"} <= cols:

@@ -1,9 +1,10 @@
 """Training-side costs of one GRPO step (seconds): policy/reference logprobs, policy training, weight refit.
 
 Forward passes reuse the calibrated step model (simulator.costmodel.step) on packed micro-batches under the
-training tensor/expert parallelism, with logits for every token. A backward pass costs `backward_ratio` forwards
-(dgrad + wgrad GEMMs: 2x) and attention's backward `attention_backward_ratio` forwards (FlashAttention-2's
-backward is about 2.5x its forward); activation recompute adds forwards; the distributed optimizer's gradient
+training tensor/expert parallelism, with logits for every token. A backward pass costs the hardware profile's
+measured backward / forward ratios (`efficiency.train_backward`): the GEMMs' data + weight gradients (about 2x their
+forward, also applied to the elementwise kernels) and the causal attention's backward (about 3.2x its forward on
+the H200); activation recompute adds forwards; the distributed optimizer's gradient
 reduce-scatter and parameter all-gather run over the data-parallel group, partly hidden behind the backward pass;
 the Adam step is memory-bound. Routed MoE experts, where the hardware profile has a training curve
 (`efficiency.moe_train`, fitted on measured grouped GEMMs), are priced with it instead: grouped-GEMM forward and
@@ -45,8 +46,6 @@ class TrainSetup:
     dtype: str = "bf16"
     micro_batch_tokens: int = 8192  # packed tokens per micro-batch per GPU (sequence packing)
     recompute: str = "none"  # none | selective | full
-    backward_ratio: float = 2.0
-    attention_backward_ratio: float = 2.5
     grad_sync_exposed: float = 0.2  # fraction of the gradient reduce-scatter + all-gather not hidden
     framework_efficiency: float = 1.0  # multiplies compute time by 1/efficiency (calibrated, stated)
     logprob_framework_efficiency: float = 1.0
@@ -197,6 +196,10 @@ class TrainingCostModel:
         # expert-parallel all-to-alls are added per micro-batch
         self.fwd = StepCostModel(self.hw, self.model, tp=setup.tp, ep=1, pp=1, dtype=setup.dtype,
                                  moe_kernel="fused" if self.model.is_moe else None)
+        self.backward = self.hw.efficiency.train_backward
+        if self.backward is None:
+            raise RlsimError(f"profile {self.hw.name} has no training backward ratios (efficiency.train_backward)",
+                             "hardware")
         check_memory(self.hw, self.model, setup)
 
     # ------------------------------------------------------------------ pieces
@@ -259,6 +262,26 @@ class TrainingCostModel:
             bd["expert_comm"] = bd.get("expert_comm", 0.0) + ag
         return t, bd
 
+    def backward_time(self, fwd: float, attn: float, experts_fwd: float = 0.0, experts_bwd: float = 0.0,
+                      comm: float = 0.0) -> float:
+        """Seconds of the backward of a forward of `fwd` seconds, of which `attn` attention, `experts_fwd` routed
+        experts (whose backward, `experts_bwd`, the training MoE curve prices) and `comm` expert collectives (the
+        backward moves gradients of the same size): the rest at the profile's GEMM ratio, attention at its own."""
+        b = self.backward
+        return b.gemm * (fwd - attn - experts_fwd - comm) + b.attention * attn + experts_bwd + comm
+
+    def layer_times(self, mb: np.ndarray) -> tuple[float, float]:
+        """(forward, backward) seconds of one dense transformer layer over a packed micro-batch `mb` (sequence
+        lengths) on one GPU: its kernels under the tensor parallelism, without collectives or the lm_head, as
+        calibration/h200/measured/measure_train_layer.py times them."""
+        if self.model.is_moe:
+            raise RlsimError(f"{self.model.name}: layer_times prices dense layers only", "model")
+        one = self.model.model_copy(update={"layers": 1})
+        mb = np.asarray(mb, dtype=np.int64)
+        r = StepCostModel(self.hw, one, tp=self.s.tp, dtype=self.s.dtype).step(mb, mb, logit_tokens=0)
+        fwd = r.time_s - float(r.breakdown["comm"])
+        return fwd, self.backward_time(fwd, float(r.breakdown["attention"]))
+
     def logprob_time(self, seq_lens: np.ndarray, passes: int = 2) -> TrainCost:
         """Policy and reference logprobs: `passes` forward passes over every sequence (no backward)."""
         mbs = self._split(seq_lens)
@@ -280,8 +303,7 @@ class TrainingCostModel:
             xb += bd.get("experts_bwd", 0.0)
             comm += bd.get("expert_comm", 0.0)
         fwd, attn, xf, xb, comm = fwd / s.pp, attn / s.pp, xf / s.pp, xb / s.pp, comm / s.pp
-        # the backward's expert collectives move gradients of the same size as the forward's activations
-        bwd = s.backward_ratio * (fwd - attn - xf - comm) + s.attention_backward_ratio * attn + xb + comm
+        bwd = self.backward_time(fwd, attn, xf, xb, comm)
         recompute = {"none": 0.0, "selective": attn, "full": fwd}[s.recompute]
         compute = (fwd + bwd + recompute) / s.framework_efficiency
         # 1F1B: each optimizer step's micro-batches fill and drain the pipeline once, (pp - 1) micro-batch times
