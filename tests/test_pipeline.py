@@ -38,6 +38,14 @@ def test_sync_separate_pools_wait_for_each_other():
     assert s["idle/refit_bubble"] == pytest.approx(0.5 + 30)  # generation waits for the new weights
 
 
+def test_sync_separate_pools_bubble_is_the_training_steps_own():
+    """The generation pool's wait while step i trains is step i's refit bubble, the last step's included."""
+    r = simulate([StepCosts(generation_s=10, reward_s=0, logprob_s=2, train_s=3, refit_s=1)] * 3, False)
+    assert [s["idle/refit_bubble"] for s in r.steps] == pytest.approx([5, 5, 5])
+    idle = [(e["start"], e["end"], e["step"]) for e in r.events if e["name"] == "idle: waiting for weights"]
+    assert idle == [(10, 15, 0), (26, 31, 1), (42, 47, 2)]  # each inside its own step's 16 s window
+
+
 def _cosim(train_s, age=1, in_flight=True, n=6, seed=3):
     """Co-simulated async GRPO on a small pool: 8 prompts x 8 samples per step on 2 engines."""
     scn = scenario_from_dict({}, ["rollout.prompts=8", "rollout.samples_per_prompt=8", "cluster.gpus=2",

@@ -104,17 +104,22 @@ def _two_pools(env, costs, rec, event):
     published = {"version": 0}
     new_version = env.event()
     rollouts = simpy.Store(env)
-    current = {"step": 0}  # trainer step in progress, to attribute generation-pool idle time
+
+    def wait_for_weights(version: int):
+        """Idle until the trainer publishes `version`; the wait is step version - 1's refit bubble (the
+        generation pool waits while that step trains), up to the start of its weight transfer."""
+        s = env.now
+        while published["version"] < version:
+            yield new_version
+        if env.now > s:
+            idle_end = env.now - costs[version - 1].refit_s
+            rec[version - 1]["idle/refit_bubble"] += idle_end - s
+            event("generation", "idle: waiting for weights", s, idle_end, version - 1)
 
     def generator():
         for j, c in enumerate(costs):
-            s = env.now
-            while published["version"] < j:
-                yield new_version
-            if current["step"] < n and env.now > s:
-                idle_end = env.now - costs[j - 1].refit_s  # the wait ends with step j - 1's weight transfer
-                rec[current["step"]]["idle/refit_bubble"] += idle_end - s
-                event("generation", "idle: waiting for weights", s, idle_end, j)
+            if j:
+                yield from wait_for_weights(j)
             s = env.now
             yield env.timeout(c.generation_s)
             event("generation", f"generation step {j}", s, env.now, j)
@@ -122,6 +127,7 @@ def _two_pools(env, costs, rec, event):
             yield env.timeout(c.reward_s)
             event("generation", "reward", s, env.now, j)
             yield rollouts.put(j)
+        yield from wait_for_weights(n)  # the last step's bubble: its training and refit still follow
 
     env.process(generator())
 
@@ -129,7 +135,6 @@ def _two_pools(env, costs, rec, event):
         nonlocal new_version
         t_prev = 0.0
         for i, c in enumerate(costs):
-            current["step"] = i
             s = env.now
             yield rollouts.get()
             wait = env.now - s
