@@ -301,7 +301,7 @@ class HardwareProfile(YamlModel):
     gpus_per_host: int | None = Field(None, ge=1, description="GPUs under one operating system (a server or a "
                                       "compute tray); None: the scale-up domain. vLLM keeps its custom all-reduce "
                                       "and its executor's shared-memory control plane within one host")
-    host_bandwidth: float = Field(64e9, gt=0, description="GPU <-> host memory, bytes/s per direction")
+    host_bandwidth: float = Field(gt=0, description="GPU <-> host memory, bytes/s per direction (datasheet)")
     attention_backend: str = "packed"
     moe_kernel: str = "padded_bmm"
     efficiency: Efficiency = Efficiency()

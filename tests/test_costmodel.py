@@ -147,3 +147,13 @@ def test_memory_plan_splits_weights_and_kv_over_parallelism():
     assert one.weights == pytest.approx(235.1e9 * 2 / 8, rel=0.03)
     assert ep.weights > one.weights  # non-expert weights are split over tp only
     assert one.kv_per_token == pytest.approx(94 * 2 * 128 * 2)  # 4 KV heads over tp=8: one per GPU
+
+
+def test_expert_parallel_ranks_run_their_share_of_the_dense_gemms_and_the_lm_head():
+    """Attention, dense GEMMs and the lm_head are data-parallel over the ep ranks: 2N decode tokens at ep 2 cost
+    each rank what N cost one GPU at ep 1 (the routed experts and all-to-alls are priced apart)."""
+    one, two = StepCostModel("h200", "qwen3-30b-a3b", ep=1), StepCostModel("h200", "qwen3-30b-a3b", ep=2)
+    b1 = one.step(np.ones(64, dtype=np.int64), np.full(64, 1024)).breakdown
+    b2 = two.step(np.ones(128, dtype=np.int64), np.full(128, 1024)).breakdown
+    assert b2["gemm"] == pytest.approx(b1["gemm"])
+    assert b2["attention"] == pytest.approx(b1["attention"])

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, run_cli
+from conftest import ROOT, assert_one_line_error, run_cli
 from simulator.errors import RlsimError
 from simulator.pipeline.collector import cosimulate_async, sample_engines
 from simulator.pipeline.run import batch_stream, run_pipeline
@@ -289,3 +289,33 @@ def test_a_trajectory_age_past_the_run_is_the_same_run_as_the_run_length():
     huge = run_pipeline(load_scenario(None, [*sets, "pipeline.max_staleness=1000000000"]), steps=3).summary()
     one = run_pipeline(load_scenario(None, [*sets, "pipeline.max_staleness=1"]), steps=3).summary()
     assert huge == at_len and huge["total_step_time"] != one["total_step_time"]
+
+
+def _summary(*sets, steps=1):
+    return run_pipeline(scenario_from_dict({}, ["rollout.prompts=8", "rollout.samples_per_prompt=8", *sets]),
+                        steps=steps).summary()
+
+
+def test_acceptance_profiles_online_training_cost_is_paid_once(tmp_path):
+    """A profile whose online draft training holds its rates states its cost per RL step; the step pays it,
+    unless the scenario prices the draft's training itself (training.draft.enabled)."""
+    import yaml
+    prof = yaml.safe_load((ROOT / "workloads/acceptance/paper-qwen3-8b-eagle3-rl-think.yaml").read_text())
+    prof["online_training"] = {"enabled": True, "held_fraction": 0.9, "cost_s_per_step": 100.0}
+    path = tmp_path / "held.yaml"
+    path.write_text(yaml.safe_dump(prof))
+    spec = ["speculative.method=eagle3", "speculative.num_tokens=3"]
+    base = _summary(*spec, f"speculative.profile={ROOT / 'workloads/acceptance/paper-qwen3-8b-eagle3-rl-think.yaml'}")
+    held = _summary(*spec, f"speculative.profile={path}")
+    assert held["policy_training"] == pytest.approx(base["policy_training"] + 100.0)
+    both = _summary(*spec, f"speculative.profile={path}", "training.draft.enabled=true")
+    assert both["policy_training"] < base["policy_training"] + 100.0
+
+
+def test_overflowing_inputs_and_shrinking_lengths_are_one_clear_error():
+    with pytest.raises(RlsimError, match="not finite") as e:
+        _summary("reward.s_per_sample=1e308")
+    assert e.value.field == "reward"
+    with pytest.raises(RlsimError) as e:
+        _summary("pipeline.response_growth_per_step=-1.5")
+    assert e.value.field == "pipeline.response_growth_per_step"

@@ -123,3 +123,21 @@ def test_colocated_refit_of_a_many_expert_model_is_bound_by_its_tensor_copies():
     params = load_model("qwen3-32b").total_params()
     assert dense.parts["copy"] == pytest.approx((4 * params + 4 * params / 4) / (hw.hbm_bandwidth
                                                                                   * p.refit_ipc_efficiency))
+
+
+def test_colocated_engine_shard_splits_only_the_experts_over_expert_parallelism():
+    """An engine GPU loads 1/tp of the dense weights and 1/(tp * ep) of the routed experts (bandwidth-bound copies:
+    the difference between ep 1 and ep 2 is the experts' second half alone)."""
+    hw, m = load_hardware("h200"), load_model("qwen3-30b-a3b")
+    setup = TrainSetup(gpus=8, ep=8)
+    t = {ep: refit_time(hw, m, True, setup, 1, ep, 8, ipc_efficiency=0.5).parts["copy"] for ep in (1, 2)}
+    experts = m.moe_layers * m.moe.experts * m.expert_params()
+    assert t[1] - t[2] == pytest.approx((2.0 + 2.0) * experts / 2 / (hw.hbm_bandwidth * 0.5))
+
+
+def test_fp4_engines_load_half_a_byte_per_weight():
+    """The engine-side copy writes each weight in the generation dtype: fp4 half of fp8's bytes."""
+    from simulator.scenario import scenario_from_dict
+    ws = {d: run_pipeline(scenario_from_dict({}, ["cluster.hardware=b200", f"engine.dtype={d}", "rollout.prompts=8"]),
+                          steps=1).summary()["weight_sync"] for d in ("bf16", "fp8", "fp4")}
+    assert ws["bf16"] - ws["fp8"] == pytest.approx(2 * (ws["fp8"] - ws["fp4"]), rel=0.02)

@@ -262,3 +262,16 @@ def test_requests_from_the_caller_with_carried_tokens():
     q = r.requests
     assert list(q.generated_tokens) == [200, 200, 1]
     assert list(q.prefill_tokens) == [200, 100, 449]  # prompt + tokens generated before
+
+
+def test_expert_parallel_engine_pools_its_ranks_limits_and_kv_cache():
+    """Expert parallelism runs attention data-parallel: each of an engine's ep ranks schedules up to max_num_seqs
+    of its own sequences and keeps their KV cache, so the engine holds ep times one rank's."""
+    sets = ["model=qwen3-30b-a3b", "cluster.gpus=2", "engine.max_num_seqs=64", "engine.max_num_batched_tokens=4096"]
+    ep2 = RolloutSimulator(scenario_from_dict({}, [*sets, "engine.expert_parallel_size=2"]))
+    tp2 = RolloutSimulator(scenario_from_dict({}, [*sets, "engine.tensor_parallel_size=2"]))
+    assert ep2.limits.max_num_seqs == 2 * tp2.limits.max_num_seqs == 128
+    assert ep2.limits.max_num_batched_tokens == 2 * 4096
+    assert ep2.limits.num_blocks == 2 * ep2.num_blocks
+    # each rank holds every KV head of its own sequences: about as many tokens in all as TP 2's shared cache
+    assert 0.8 < ep2.limits.num_blocks / tp2.limits.num_blocks < 1.25

@@ -84,3 +84,12 @@ def test_spec_bad_options_name_the_option(capsys, args, needle):
     base.update(dict(zip(args[::2], args[1::2], strict=True)))
     assert_main_error(capsys, ["spec", "--hardware", "h200", "--model", "llama-3.1-8b",
                                *[x for kv in base.items() for x in kv]], needle)
+
+
+def test_draft_head_kv_cache_follows_the_engines_kv_dtype():
+    from simulator.rollout import RolloutSimulator
+    from simulator.scenario import scenario_from_dict
+    sets = ["speculative.method=eagle3", "speculative.acceptance_length=2.5"]
+    kv = {d: RolloutSimulator(scenario_from_dict({}, [*sets, f"engine.kv_cache_dtype={d}"])).cost.spec
+          .draft_kv_bytes_per_token() for d in ("bf16", "fp8")}
+    assert kv["fp8"] == pytest.approx(kv["bf16"] / 2)

@@ -76,7 +76,7 @@ class StepCostModel:
         self.w_bytes = DTYPE_BYTES[dtype]
         if kv_dtype not in DTYPE_BYTES:
             raise RlsimError(f"unknown KV-cache dtype {kv_dtype!r} ({', '.join(DTYPE_BYTES)})", "kv_dtype")
-        self.kv_bytes = DTYPE_BYTES[kv_dtype]
+        self.kv_dtype, self.kv_bytes = kv_dtype, DTYPE_BYTES[kv_dtype]
         eff = self.hw.efficiency
         self.gemm_curve = self.hw.gemm_curve(dtype)
         backend = attention_backend or self.hw.attention_backend
@@ -193,8 +193,9 @@ class StepCostModel:
         m, par, hw = self.model, self.par, self.hw
         bd = dict.fromkeys(CLASSES, 0.0)
         t_local = math.ceil(tokens / par.ep)  # attention and dense parts are data-parallel over ep groups
+        logit_local = math.ceil(logit_tokens / par.ep)  # and so is the lm_head
         for g in self.gemms:
-            rows = {"tokens": t_local, "logits": logit_tokens, "tokens_x_heads": t_local * self.hq}[g.rows]
+            rows = {"tokens": t_local, "logits": logit_local, "tokens_x_heads": t_local * self.hq}[g.rows]
             if rows <= 0:
                 continue
             t = float(gemm_time(self.gemm_curve, self.peak, self.bw, rows, g.n, g.k,
@@ -218,8 +219,8 @@ class StepCostModel:
             # KV-cache write (K and V, or the MLA latent)
             n_writes = 1 if m.attention.kind == "mla" else 2
             ew_ops([("copy", self.kv_write_elems // n_writes)] * n_writes, m.layers)
-        if logit_tokens > 0:
-            t = float(elementwise_time(ew["rms_norm"], self.bw, "rms_norm", logit_tokens, m.hidden))
+        if logit_local > 0:
+            t = float(elementwise_time(ew["rms_norm"], self.bw, "rms_norm", logit_local, m.hidden))
             layer_other += t
         bd["other"] += layer_other
         if m.moe_layers and tokens > 0:
@@ -233,8 +234,8 @@ class StepCostModel:
 
         if par.tp > 1:
             comm("vllm_all_reduce" if self.all_reduce == "vllm" else "all_reduce", act, par.tp, 2 * m.layers)
-            if logit_tokens:
-                comm("all_gather", logit_tokens * self.vocab_local * par.tp * 2.0, par.tp, 1)
+            if logit_local:
+                comm("all_gather", logit_local * self.vocab_local * par.tp * 2.0, par.tp, 1)
         if par.ep > 1 and m.moe_layers:
             comm("all_to_all", act * m.moe.top_k, par.ep, 2 * m.moe_layers)
         if par.pp > 1:

@@ -52,7 +52,8 @@ class PipelineConfig(YamlModel):
         1, description="colocated: the vLLM sleep level between generation and training (NeMo-RL's vllm_worker.py "
                        "sleeps at level 1: the engine's weights are copied to pinned host memory after generation "
                        "and back before the refit; 2 discards them, 0 does not sleep)")
-    response_growth_per_step: float = Field(0.0, description="relative growth of response lengths per RL step")
+    response_growth_per_step: float = Field(0.0, gt=-1.0, description="relative growth of response lengths per RL "
+                                            "step (lengths scale by (1 + growth)^step; > -1)")
     distinct_rollouts: int = Field(2, ge=0, description="when nothing changes between steps (no length growth, no "
                                                         "acceptance drift), simulate at most this many rollouts and "
                                                         "reuse them in turn (0: simulate every step)")

@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import RlsimError, check_at_least
+from simulator.hardware import DTYPE_BYTES
 from simulator.pipeline.config import PipelineConfig, RewardConfig, TrainingConfig
 from simulator.pipeline.collector import cosimulate_async, sample_engines
 from simulator.pipeline.sim import TIMERS, StepCosts, simulate
-from simulator.rollout.sim import RolloutSimulator, build_acceptance
+from simulator.rollout.sim import RolloutSimulator, build_acceptance, online_draft_training_s
 from simulator.rollout.workload import RequestBatch, sample_requests
 from simulator.scenario import Scenario
 from simulator.training.cost import (TrainingCostModel, TrainSetup, colocated_offload_time, engine_sleep_copy_time,
@@ -121,6 +122,9 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
     if sim.cost.spec.draft_first is not None:  # a GPU draft (head or model): none and n-gram have none
         draft_params = float(sim.cost.spec.draft_first.model.total_params())
     train_draft = tr.draft.enabled and draft_params > 0
+    # the acceptance profile's own price of the online draft training that holds its rates, unless the scenario
+    # prices the draft's training itself
+    profile_draft_s = 0.0 if train_draft else online_draft_training_s(scn)
     rng = np.random.default_rng(seed)
     drifts = _drifts(scn)
     static = p.response_growth_per_step == 0 and not drifts and scn.rollout.partial is None
@@ -176,14 +180,21 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
         if train_draft:
             frac = tr.draft.cost_fraction or draft_params / sim.model.active_params()
             train_s *= 1.0 + frac
+        train_s += profile_draft_s
         rf = refit_time(sim.hw, sim.model, p.colocated, setup, sim.par.tp, sim.par.ep, gen_gpus,
-                        dtype_bytes=2.0 if scn.engine.dtype == "bf16" else 1.0, overhead_s=p.refit_overhead_s,
+                        dtype_bytes=DTYPE_BYTES[scn.engine.dtype], overhead_s=p.refit_overhead_s,
                         ipc_efficiency=p.refit_ipc_efficiency, network_efficiency=p.refit_network_efficiency,
                         draft_params=draft_params if train_draft else 0.0,
                         broadcast_bytes_per_s=p.refit_broadcast_bytes_per_s,
                         copy_overhead_s=p.refit_copy_overhead_s)
         refit_s = rf.total_s + moves["state_offload"] + moves["engine_wake"]
         train_s += moves["state_onload"]
+        # (async runs' generation is co-simulated later: NaN until then)
+        for stage, sec, key in (("generation", gen_s, "engine"), ("reward", reward_s, "reward"),
+                                ("logprobs", lp_s, "training"), ("training", train_s, "training"),
+                                ("weight refit", refit_s, "pipeline"), ("data", p.data_s, "pipeline.data_s")):
+            if math.isinf(sec):
+                raise RlsimError(f"step {i}'s {stage} time is not finite: an input under {key} overflows", key)
         costs.append(StepCosts(generation_s=gen_s + moves["engine_sleep"], reward_s=reward_s, logprob_s=lp_s,
                                train_s=train_s, refit_s=refit_s, data_s=p.data_s, generated_tokens=generated,
                                total_tokens=total_tokens, mean_acceptance_length=mean_acc))
@@ -239,7 +250,8 @@ def _drifts(scn) -> bool:
     if scn.speculative.method == "none":
         return False
     a0, a1 = build_acceptance(scn, rl_step=0), build_acceptance(scn, rl_step=1)
-    return a0 is not None and a1 is not None and abs(a0.tau(3) - a1.tau(3)) > 1e-12
+    k = max(scn.speculative.num_tokens, scn.speculative.tree_depth, 1)
+    return a0 is not None and a1 is not None and abs(a0.tau(k) - a1.tau(k)) > 1e-12
 
 
 def _cosimulate(sim, gen_scn, batches, costs, p, mode, seed, drifts):

@@ -45,7 +45,6 @@ from simulator.rollout.workload import RequestBatch
 # fast mode's knots (see Engine._knots)
 KNOT_FACTOR = 3.0  # a knot where the running count or the mean context has changed by this factor
 KNOT_TOL = 2e-3  # refine while (relative change of the correction) x (share of the stretch's work) exceeds this
-KNOT_DENSE = False  # evaluate the cost model at every interval (for checking the knots)
 MEMO_RTOL = 0.02  # a one-interval stretch reuses the previous one's correction while its running count and mean
 # context are within this of the previous one's (short stretches between finishes of a full engine)
 
@@ -578,15 +577,12 @@ class Engine:
         m = tmid.size
         cm = np.maximum(S / n, 1.0)
         grid = self.cost.rho_grid(n, cm, k, acc)
-        if KNOT_DENSE:
-            first = set(range(m))
-        else:
-            lf = math.log(KNOT_FACTOR)
-            bn, bc = np.floor(np.log(n) / lf), np.floor(np.log(cm) / lf)
-            change = np.nonzero((bn[1:] != bn[:-1]) | (bc[1:] != bc[:-1]) | (graph[1:] != graph[:-1]))[0]
-            trans = np.nonzero(graph[1:] != graph[:-1])[0]
-            first = {0, m - 1} | set((change + 1).tolist()) | set(trans.tolist())
-        if m == 1 and not KNOT_DENSE:  # a one-interval stretch: reuse the last correction if nothing moved much
+        lf = math.log(KNOT_FACTOR)
+        bn, bc = np.floor(np.log(n) / lf), np.floor(np.log(cm) / lf)
+        change = np.nonzero((bn[1:] != bn[:-1]) | (bc[1:] != bc[:-1]) | (graph[1:] != graph[:-1]))[0]
+        trans = np.nonzero(graph[1:] != graph[:-1])[0]
+        first = {0, m - 1} | set((change + 1).tolist()) | set(trans.tolist())
+        if m == 1:  # a one-interval stretch: reuse the last correction if nothing moved much
             memo = self._corr_memo
             if (memo is not None and memo[0] == (k, acc, bool(graph[0])) and abs(n[0] / memo[1] - 1) <= MEMO_RTOL
                     and abs(cm[0] / memo[2] - 1) <= MEMO_RTOL):

@@ -68,16 +68,32 @@ def vllm_batch_defaults(hw) -> tuple[int, int]:
     return (1024, 16384) if big else (256, 8192)
 
 
+def _profile(scenario: Scenario) -> AcceptanceProfile | None:
+    """The acceptance profile file the scenario names (speculative.profile), if it speculates with one."""
+    sp = scenario.speculative
+    if sp.method == "none" or not sp.profile:
+        return None
+    path = resolve_path(sp.profile, scenario.base_dir, "speculative.profile")
+    if not path.exists():
+        raise RlsimError(f"no such file {sp.profile!r}", "speculative.profile")
+    return AcceptanceProfile.load(path)
+
+
+def online_draft_training_s(scenario: Scenario) -> float:
+    """Seconds of online draft training per RL step that the scenario's acceptance profile states
+    (online_training.cost_s_per_step when enabled), 0 without one."""
+    prof = _profile(scenario)
+    return prof.online_training.cost_s_per_step if prof is not None and prof.online_training.enabled else 0.0
+
+
 def build_acceptance(scenario: Scenario, rl_step: int = 0) -> ChainAcceptance | None:
     """The scenario's acceptance model: speculative.profile, or speculative.acceptance_length at num_tokens."""
     sp = scenario.speculative
     if sp.method == "none":
         return None
-    if sp.profile:
-        path = resolve_path(sp.profile, scenario.base_dir, "speculative.profile")
-        if not path.exists():
-            raise RlsimError(f"no such file {sp.profile!r}", "speculative.profile")
-        return AcceptanceProfile.load(path).model(rl_step=rl_step)
+    prof = _profile(scenario)
+    if prof is not None:
+        return prof.model(rl_step=rl_step)
     if sp.acceptance_length is not None:
         k = sp.tree_depth if sp.method == "tree" else sp.num_tokens
         if k < 1:
@@ -158,9 +174,12 @@ class RolloutSimulator:
         self.num_blocks = int(plan.kv_capacity_bytes // (kv_tok * e.block_size))
         if self.num_blocks < 1:
             raise RlsimError("no room for a single KV-cache block", "engine.gpu_memory_utilization")
-        self.limits = EngineLimits(max_num_seqs=cap, max_num_batched_tokens=self.max_num_batched_tokens,
+        # expert parallelism runs attention data-parallel: each of the ep ranks schedules its own sequences with
+        # vLLM's per-rank limits and holds their KV cache; one scheduler over the pooled ranks stands in for them
+        ep = par.ep
+        self.limits = EngineLimits(max_num_seqs=cap * ep, max_num_batched_tokens=self.max_num_batched_tokens * ep,
                                    chunked_prefill=e.enable_chunked_prefill, block_size=e.block_size,
-                                   num_blocks=self.num_blocks)
+                                   num_blocks=self.num_blocks * ep)
         self.vt_max = vt_max
         self.fast_rtol = fast_rtol
         self._acceptance = {}
@@ -317,7 +336,7 @@ class RolloutSimulator:
             engines=self.num_engines, gpus_per_engine=self.par.gpus, engine_busy_s=busy, engine_end_s=end,
             iterations=int(sum(e.iterations for e in engines)), events=int(sum(e.events for e in engines)),
             preemptions=int(sum(e.preemptions for e in engines)), prefill_tokens=int(reqs.prefill_tokens.sum()),
-            kv_blocks_per_engine=self.num_blocks, block_size=self.limits.block_size,
+            kv_blocks_per_engine=self.limits.num_blocks, block_size=self.limits.block_size,
             max_num_seqs=self.limits.max_num_seqs, truncated_fraction=float(trunc), tail_s=tail,
             requests=requests, intervals=intervals, carried=carried, wall_s=wall, notes=notes, name=sc.name)
 

@@ -188,13 +188,12 @@ class Drift(YamlModel):
 
 class OnlineTraining(YamlModel):
     """Online draft training during RL: holds the conditional rates at `held_fraction` of the fitted
-    level (drift stops there), at `cost_s_per_step` seconds (and/or `cost_flop_per_step` FLOP) of
-    draft training added to every RL step."""
+    level (drift stops there), at `cost_s_per_step` seconds of draft training added to every RL step's policy
+    training (unless the scenario prices the draft's training itself: training.draft.enabled)."""
 
     enabled: bool = False
     held_fraction: float = Field(1.0, ge=0.0, le=1.0)
     cost_s_per_step: float = Field(0.0, ge=0.0)
-    cost_flop_per_step: float | None = Field(None, ge=0.0)
     source: str = "default: no online draft training"
 
 

@@ -57,7 +57,7 @@ class DraftConfig:
 
 
 @dataclass(frozen=True)
-class IterationCost:
+class SpecIterationCost:
     """Seconds of one speculative iteration: draft + verify + rejection sampling (+ CPU draft) + overhead."""
 
     time_s: float
@@ -95,7 +95,9 @@ class SpecDecodeCost:
             head = load_model(draft.draft_model, "speculative.draft_model") if draft.draft_model \
                 else find_draft_head(tm, kind)
             tp = target.par.tp if head.attention.heads % target.par.tp == 0 else 1
-            kw = dict(tp=tp, dtype=target.dtype, attention_backend=None, all_reduce=target.all_reduce)
+            # the draft's layers share the engine's KV-cache config (vLLM: one kv_cache_dtype for every layer)
+            kw = dict(tp=tp, dtype=target.dtype, kv_dtype=target.kv_dtype, attention_backend=None,
+                      all_reduce=target.all_reduce)
             self.draft_first = StepCostModel(hw, head, **kw)
             # later chain steps: EAGLE-3 feeds its own feature back (no fc over target states); EAGLE-1 fuses
             # the new token's embedding at every step (fc kept)
@@ -108,7 +110,7 @@ class SpecDecodeCost:
                                  "speculative.draft_model")
             dm = load_model(draft.draft_model, "speculative.draft_model")
             self.draft_first = self.draft_next = StepCostModel(hw, dm, tp=draft.draft_tp, dtype=target.dtype,
-                                                                all_reduce=target.all_reduce)
+                                                                kv_dtype=target.kv_dtype, all_reduce=target.all_reduce)
         if draft.method == "tree" and (draft.tree_tokens < 1 or draft.tree_depth < 1):
             raise RlsimError("tree needs tree_tokens >= 1 and tree_depth >= 1", "speculative.tree_tokens")
         vocab = tm.vocab
@@ -174,12 +176,12 @@ class SpecDecodeCost:
         rows = n_seqs * self.verify_tokens(k)
         return 2 * elementwise_time(self._ew["mul"], self.target.bw, "mul", rows, self._vocab_local, 4.0)
 
-    def iteration(self, cached: np.ndarray, k: int, accepted: np.ndarray | float | None = None) -> IterationCost:
+    def iteration(self, cached: np.ndarray, k: int, accepted: np.ndarray | float | None = None) -> SpecIterationCost:
         """One iteration for a batch of sequences with `cached` tokens each, proposing k per sequence."""
         cached = np.asarray(cached, dtype=np.int64)
         if self.method == "none" or k == 0:
             v = self.target.step_time(np.ones(cached.size, dtype=np.int64), cached + 1) if cached.size else 0.0
-            return IterationCost(v, 0.0, v, 0.0, 0.0, {"verify": v})
+            return SpecIterationCost(v, 0.0, v, 0.0, 0.0, {"verify": v})
         d = self.draft_time(cached, k, accepted)
         if self.method == "ngram" and self.cfg.ngram_match_rate < 1.0:
             # sequences without an n-gram match verify one token; costed as a mixed batch
@@ -192,7 +194,7 @@ class SpecDecodeCost:
             v = self.verify_time(cached, k)
             s = self.sampling_time(cached.size, k)
         o = self.overhead_time(k)
-        return IterationCost(d + v + s + o, d, v, s, o, {"draft": d, "verify": v, "sampling": s, "overhead": o})
+        return SpecIterationCost(d + v + s + o, d, v, s, o, {"draft": d, "verify": v, "sampling": s, "overhead": o})
 
     def draft_weight_bytes(self) -> float:
         """Weights of the draft on each GPU of the engine (bytes)."""

@@ -324,14 +324,6 @@ class TrainingCostModel:
                                  "framework_overhead": compute - (fwd + bwd + recompute), "pipeline_bubble": bubble,
                                  "grad_sync": exposed, "optimizer": adam, "moe_layer_overhead": moe_fixed})
 
-    def model_flops(self, seq_lens: np.ndarray) -> float:
-        """Model FLOPs of one training pass (6 x active params per token + causal attention), for MFU."""
-        m = self.model
-        lens = np.asarray(seq_lens, dtype=float)
-        a = m.attention
-        attn = 6.0 * m.layers * a.heads * (a.head_dim if a.kind == "gqa" else a.v_head_dim) * float(np.sum(lens ** 2))
-        return 6.0 * m.active_params() * float(lens.sum()) + attn
-
 
 def moe_layer_overhead(model: ModelConfig, s: TrainSetup, micro_batches: int) -> float:
     """Seconds a pipeline stage spends beyond its kernels in routed-MoE layers over one training pass: the fixed
@@ -381,7 +373,9 @@ def refit_time(hw: HardwareProfile, model: ModelConfig, colocated: bool, train: 
     """
     params = model.total_params() + draft_params
     if colocated:
-        shard = params / (gen_tp * max(gen_ep, 1))
+        # an engine GPU holds 1/tp of the dense weights and 1/(tp * ep) of the routed experts
+        experts = model.moe_layers * model.moe.experts * model.expert_params() if model.is_moe else 0
+        shard = (params - experts) / gen_tp + experts / (gen_tp * max(gen_ep, 1))
         traffic = 2 * EXPORT_BYTES_PER_PARAM * params + (EXPORT_BYTES_PER_PARAM + dtype_bytes) * shard
         t = refit_copy_seconds(traffic, 2 * model.hf_tensor_count(), hw.hbm_bandwidth, ipc_efficiency,
                                copy_overhead_s)
