@@ -345,7 +345,8 @@ def test_cli_reads_vidur_tables(tmp_path, capsys):
                         "--out", out, "--report", tmp_path / "err.csv")
     assert rc == 0, err
     col = HardwareProfile.load(out).efficiency.collectives
-    assert set(col["scale_up"]) == {"all_reduce", "send_recv"} and set(col["scale_out"]) == {"send_recv"}
+    assert {"all_reduce", "send_recv"} <= set(col["scale_up"]) and set(col["scale_out"]) == {"send_recv"}
+    assert "network__h100_dgx__all_reduce.csv" in col["scale_up"]["all_reduce"].fit_note
     rep = pd.read_csv(tmp_path / "err.csv")
     assert set(rep["gpus"]) == {2, 4, 8} and len(rep) == 5
 
@@ -397,9 +398,10 @@ def test_cli_bad_arguments(tmp_path, profile, capsys):
 
 def test_fit_kernels_fits_both_links_from_vidur(tmp_path, capsys):
     out = tmp_path / "h100.yaml"
-    rc, text, err = run(capsys, "fit", "kernels", "--base", "h100", *VIDUR, "--out", out)
+    rc, text, err = run(capsys, "fit", "kernels", "--base", "h100", *VIDUR, "--like", "h200", "--out", out)
     assert rc == 0, err
     col = HardwareProfile.load(out).efficiency.collectives
-    assert set(col["scale_up"]) == {"all_reduce", "send_recv"} and set(col["scale_out"]) == {"send_recv"}
+    assert {"all_reduce", "send_recv"} <= set(col["scale_up"]) and set(col["scale_out"]) == {"send_recv"}
+    assert "network__h100_dgx__all_reduce.csv" in col["scale_up"]["all_reduce"].fit_note
     assert "collective scale_up all_reduce" in text
     assert math.isfinite(col["scale_up"]["all_reduce"].latency_s)

@@ -202,16 +202,23 @@ def test_a_fit_to_an_impossible_value_is_one_line(tmp_path):
     assert not out.exists()
 
 
-def test_a_truncated_vidur_table_leaves_out_its_cut_row(tmp_path):
-    """A Vidur operator table cut mid-row (an IntCastingNaNError before): the row with empty cells is left out, as
-    in every measurement table, and the rest is fitted."""
+def test_a_truncated_table_is_one_error_naming_its_cut_row(tmp_path):
+    """A Vidur operator table cut mid-row (an IntCastingNaNError once, then silently left out): the cut row's empty
+    cells are one error naming its line, and nothing is written; so is a NaN timing in a kernel table."""
     src = Path(__file__).parents[1] / "calibration/vidur/compute__h100__meta-llama__Llama-2-7b-hf__mlp.csv"
     text = src.read_text()
     bad = tmp_path / "compute__h100__cut.csv"
     bad.write_text(text[: len(text) // 2].rsplit(",", 40)[0] + "\n")
+    last = len(bad.read_text().splitlines())
     out = tmp_path / "x.yaml"
     proc = run_cli("fit", "kernels", "--base", "h100", str(bad), "--out", str(out))
-    assert proc.returncode == 0 and out.exists(), proc.stderr
+    assert_one_line_error(proc, f"compute__h100__cut.csv:{last}", "empty or NaN")
+    assert not out.exists()
+    nan = tmp_path / "gemm.csv"
+    nan.write_text("op,m,n,k,us\ngemm,1,4096,4096,nan\n")
+    proc = run_cli("fit", "kernels", "--base", "h200", str(nan), "--out", str(out))
+    assert_one_line_error(proc, "gemm.csv:2", "'us'")
+    assert not out.exists()
 
 
 def test_non_numeric_cell_names_the_line(tmp_path):
@@ -233,3 +240,15 @@ def test_fit_recovers_a_synthetic_roofline(tmp_path):
     read_file(tmp_path / "gemm.csv", m)
     e = np.abs(cross_validate(m.table("gemm"), 989e12, 4.8e12, by_shape=True))
     assert np.median(e) < 0.03
+
+
+def test_measurements_lacking_a_needed_curve_ask_for_like_and_write_nothing(tmp_path):
+    """The notebook's sample kernels fit GEMMs and attention but no elementwise kernels: without --like the
+    profile could run nothing, so the fit names what is missing instead of writing it."""
+    kernels = Path(__file__).parents[1] / "notebooks/data/kernels"
+    out = tmp_path / "k.yaml"
+    proc = run_cli("fit", "kernels", "--base", "h200", str(kernels), "--out", str(out))
+    assert_one_line_error(proc, "--like", "elementwise.rms_norm")
+    assert not out.exists()
+    proc = run_cli("fit", "kernels", "--base", "h200", str(kernels), "--like", "h200", "--out", str(out))
+    assert proc.returncode == 0 and out.exists(), proc.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from simulator.errors import RlsimError
 from simulator.rollout import RolloutSimulator, simulate_rollout
 from simulator.rollout.workload import RequestBatch
 from simulator.scenario import scenario_from_dict
@@ -275,3 +276,21 @@ def test_expert_parallel_engine_pools_its_ranks_limits_and_kv_cache():
     assert ep2.limits.num_blocks == 2 * ep2.num_blocks
     # each rank holds every KV head of its own sequences: about as many tokens in all as TP 2's shared cache
     assert 0.8 < ep2.limits.num_blocks / tp2.limits.num_blocks < 1.25
+
+
+def test_a_profile_fitted_for_another_method_is_one_clear_error():
+    """Switching speculative.method must not keep another drafter's acceptance (the default scenario's profile is
+    EAGLE-3's); a tree reads its EAGLE-3 head's chain acceptance."""
+    from pathlib import Path
+
+    from simulator.rollout.sim import build_acceptance
+    from simulator.scenario import load_scenario
+    default = Path(__file__).parents[1] / "workloads/scenarios/default.yaml"
+    for method in ("ngram", "mtp", "draft_model"):
+        with pytest.raises(RlsimError, match="fitted for eagle3") as e:
+            build_acceptance(load_scenario(default, [f"speculative.method={method}"]))
+        assert e.value.field == "speculative.profile"
+    assert build_acceptance(load_scenario(default, ["speculative.method=tree", "speculative.tree_depth=3"]))
+    alone = load_scenario(default, ["speculative.method=ngram", "speculative.profile=null",
+                                    "speculative.acceptance_length=1.8", "speculative.num_tokens=3"])
+    assert build_acceptance(alone).tau(3) == pytest.approx(1.8, rel=1e-3)

@@ -93,3 +93,14 @@ def test_draft_head_kv_cache_follows_the_engines_kv_dtype():
     kv = {d: RolloutSimulator(scenario_from_dict({}, [*sets, f"engine.kv_cache_dtype={d}"])).cost.spec
           .draft_kv_bytes_per_token() for d in ("bf16", "fp8")}
     assert kv["fp8"] == pytest.approx(kv["bf16"] / 2)
+
+
+def test_spec_reads_a_trees_acceptance_at_its_depth_as_runs_do():
+    import json
+
+    from conftest import run_cli
+    proc = run_cli("spec", "--hardware", "h200", "--model", "qwen3-8b", "--batch", "1", "--context", "2048",
+                   "--draft", "tree", "--tree-depth", "3", "--tree-tokens", "8", "--tree-width", "2",
+                   "--acceptance-length", "2.5", "--acceptance-k", "3", "--json")
+    rows = json.loads(proc.stdout)["rows"]
+    assert [r["k"] for r in rows] == [3] and rows[0]["acceptance_length"] == pytest.approx(2.5)

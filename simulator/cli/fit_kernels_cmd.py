@@ -55,7 +55,7 @@ def _load_base(spec: str):
 def run(args) -> int:
     from pydantic import ValidationError
 
-    from simulator.fit.kernels import fit_profile
+    from simulator.fit.kernels import fit_profile, missing_parts
     from simulator.fit.measurements import Measurements, read_file
     base = _load_base(args.base)
     like = None
@@ -74,6 +74,11 @@ def run(args) -> int:
         prof, rep = fit_profile(base, m, like, cross_validation=not args.no_cv)
     except ValidationError as e:
         raise impossible_fit(e) from None
+    missing = missing_parts(prof)
+    if missing:  # a profile the step model cannot use: say what to add instead of writing it
+        raise RlsimError(f"the measurements fit no {', '.join(missing)}, which every run needs: add measurements of "
+                         f"them or take them from a calibrated profile (e.g. --like hardware_profiles/h200.yaml)",
+                         "--like" if like is None else "FILE")
     header = (f"Calibrated by: rlsim fit kernels --base {args.base}"
               + (f" --like {args.like}" if args.like else "") + (" " + " ".join(args.files) if args.files else "")
               + f" --out {args.out}\nDo not edit by hand: re-run the command above (see README, 'Calibration').")

@@ -71,6 +71,8 @@ def _run(args) -> int:
     from simulator.specdec.acceptance import check_k
     from simulator.specdec.costs import DraftConfig, SpecDecodeCost, goodput_optimal_k
     ks = [check_k(k, "--k") for k in args.k]
+    if args.draft == "tree":  # a tree's shape fixes its proposals: its acceptance is read at its depth, as in runs
+        ks = [check_k(max(args.tree_depth, 1), "--tree-depth")]
     for b in args.batch:
         check_at_least(b, 1, "--batch")
     for least, option in ((1, "--context"), (1, "--draft-tp"), (1, "--acceptance-k"), (0, "--tree-tokens"),
@@ -118,6 +120,9 @@ def _run(args) -> int:
         print(f"{r['batch']:>6} {r['k']:>3} {r['acceptance_length']:>5.2f}{flag} {r['draft_ms']:>9.3f} "
               f"{r['verify_ms']:>10.3f} {r['step_ms']:>9.3f} {r['tokens_per_s_per_seq']:>10.1f} {r['speedup']:>7.2f}x")
     print("goodput-optimal k: " + ", ".join(f"batch {b}: k={k}" for b, k in optimal.items()))
+    slower = [str(b) for b in optimal if max(r["speedup"] for r in rows if r["batch"] == int(b)) < 1.0]
+    if slower:
+        print(f"  (at batch {', '.join(slower)} every k listed is slower than no speculation)")
     if any(r["extrapolated"] for r in rows):
         print("* acceptance length extrapolated beyond the k the profile was measured at")
     return 0

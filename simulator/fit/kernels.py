@@ -245,6 +245,15 @@ def fit_profile(base: HardwareProfile, m: Measurements, like: HardwareProfile | 
     return prof, rep
 
 
+def missing_parts(prof: HardwareProfile) -> list[str]:
+    """The curves a profile needs to price a dense model's inference and training steps that it lacks."""
+    eff = prof.efficiency
+    need = {"gemm.bf16": "bf16" in eff.gemm, f"attention.{prof.attention_backend}": prof.attention_backend
+            in eff.attention, "prefill": eff.prefill is not None, "train_backward": eff.train_backward is not None}
+    need.update({f"elementwise.{op}": op in eff.elementwise for op in EW_OPS})
+    return [k for k, ok in need.items() if not ok]
+
+
 def fit_eager_launch(prof: HardwareProfile, rows: pd.DataFrame) -> tuple[tuple[float, float], np.ndarray, dict]:
     """Eager (no CUDA graph) steps take max(kernels x launch, GPU time + kernels x gap). Fit (launch, gap) on the
     dense models' steps, then each MoE implementation's kernel count on its own steps (grid searches on the median

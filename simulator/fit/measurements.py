@@ -103,16 +103,18 @@ def is_timing(v: pd.Series, per_second: float) -> pd.Series:
 
 
 def check_numeric(df: pd.DataFrame, cols, path: Path) -> pd.DataFrame:
-    """`df` with `cols` as numbers, rows with an empty cell among them left out; a word, or a size, count or timing
-    out of range (TIME_COLS, BYTE_COLS, the rest sizes and counts), is an RlsimError naming the file's line."""
+    """`df` with `cols` as numbers; a word, an empty or NaN cell, or a size, count or timing out of range
+    (TIME_COLS, BYTE_COLS, the rest sizes and counts), is an RlsimError naming the file's line."""
     for c in cols:
         v = pd.to_numeric(df[c], errors="coerce")
         bad = v.isna() & df[c].notna()
         if bad.any():
             line = file_line(path, int(bad.idxmax()))
             raise RlsimError(f"column {c!r} has a non-number {df[c][bad].iloc[0]!r}", f"{path}:{line}")
+        if v.isna().any():  # an empty cell, or one pandas reads as missing (nan, NA, ...): no measurement
+            line = file_line(path, int(v.isna().idxmax()))
+            raise RlsimError(f"column {c!r} has an empty or NaN cell", f"{path}:{line}")
         df[c] = v
-    df = df.dropna(subset=list(cols))
     for c in cols:  # sizes, counts and times: a zero, a negative or an infinity is not a measurement
         v = df[c]
         if c in TIME_COLS:

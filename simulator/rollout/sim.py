@@ -76,7 +76,14 @@ def _profile(scenario: Scenario) -> AcceptanceProfile | None:
     path = resolve_path(sp.profile, scenario.base_dir, "speculative.profile")
     if not path.exists():
         raise RlsimError(f"no such file {sp.profile!r}", "speculative.profile")
-    return AcceptanceProfile.load(path)
+    prof = AcceptanceProfile.load(path)
+    # a tree drafts with an EAGLE-3 head and reads its chain acceptance; otherwise the profile must be the method's
+    fits = {prof.method, "unknown"} | ({"tree"} if prof.method == "eagle3" else set())
+    if sp.method not in fits:
+        raise RlsimError(f"{sp.profile} was fitted for {prof.method}, not {sp.method}: give a profile fitted for "
+                         f"{sp.method}, or speculative.profile=null with speculative.acceptance_length",
+                         "speculative.profile")
+    return prof
 
 
 def online_draft_training_s(scenario: Scenario) -> float:

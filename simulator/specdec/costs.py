@@ -17,7 +17,8 @@ Mechanisms (`method`):
 - ngram: prompt/history lookup on the CPU (a per-sequence CPU cost, no GPU work); sequences without a match
   propose nothing and verify one token.
 - tree: a draft tree of `tree_tokens` nodes built in `tree_depth` draft steps of `tree_width` nodes each;
-  the verify scores every node.
+  the verify scores every node. Its acceptance is the acceptance model's at `tree_depth`: a tau measured with
+  that tree (an EAGLE-3 chain's profile gives the chain's, a lower bound: width adds cost, not acceptance).
 """
 from __future__ import annotations
 
