@@ -134,3 +134,9 @@ def test_an_output_path_that_cannot_be_written_is_one_line_and_leaves_nothing(tm
     assert rc == 2 and out == "" and len(lines) == 1, err
     assert f"{tmp_path / 'trace.json'}: cannot write here" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trace.json"]
+
+
+def test_an_engine_that_fits_at_a_higher_utilization_names_the_utilization():
+    assert_one_line_error(run_cli("rollout", "--set", "engine.gpu_memory_utilization=0.05"),
+                          "engine.gpu_memory_utilization", "raise gpu_memory_utilization")
+    assert_one_line_error(run_cli("rollout", "--set", "model=qwen3-235b-a22b"), "engine.tensor_parallel_size")

@@ -114,3 +114,11 @@ def test_a_subcommand_builds_only_its_own_parser_and_help_lists_them_all():
 def test_bad_options_name_the_option(capsys, args, needle):
     assert_main_error(capsys, ["step", "--hardware", "h200", "--model", "qwen3-8b", "--batch", "1", "--context", "10",
                                *args], needle)
+
+
+def test_memory_errors_name_what_to_change():
+    """Weights that alone overflow a GPU name the parallelism; a single sequence's KV cache, the context."""
+    assert_one_line_error(run_cli("step", "--hardware", "h200", "--model", "qwen3-235b-a22b", "--batch", "1",
+                                  "--context", "100"), "--tp", "weights alone")
+    assert_one_line_error(run_cli("step", "--hardware", "h200", "--model", "llama-3.1-8b", "--batch", "1",
+                                  "--context", "10000000"), "--context", "KV cache")

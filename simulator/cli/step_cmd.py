@@ -96,7 +96,7 @@ def _run(args) -> int:
     import numpy as np
     from simulator.costmodel.memory import check_batch_fits
     plan = _plan(sm, batch * q_len, context)
-    check_batch_fits(plan, batch * context, field="--batch")
+    check_batch_fits(plan, batch * context, field="--batch" if batch > 1 else "--context", weights_field="--tp")
     res = sm.step(np.full(batch, q_len), np.full(batch, context), cuda_graph=not args.eager)
     out = {"hardware": hw.name, "model": sm.model.name, "batch": batch, "q_len": q_len, "context": context,
            "tp": args.tp, "ep": args.ep, "pp": args.pp, "dtype": args.dtype, "step_ms": res.time_s * 1e3,

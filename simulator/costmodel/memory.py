@@ -90,8 +90,13 @@ def memory_plan(hw: HardwareProfile, model: ModelConfig, par: Parallelism, dtype
                       kv_per_token=kv_bytes_per_token(model, par, DTYPE_BYTES[kv_dtype]), activations=act)
 
 
-def check_batch_fits(plan: MemoryPlan, kv_tokens: float, field: str = "batch") -> None:
-    """RlsimError saying by how much a batch with `kv_tokens` tokens of context overflows the GPU."""
+def check_batch_fits(plan: MemoryPlan, kv_tokens: float, field: str = "batch",
+                     weights_field: str | None = None) -> None:
+    """RlsimError saying by how much a batch with `kv_tokens` tokens of context overflows the GPU; weights that
+    alone overflow it name `weights_field` (the parallelism), the rest `field`."""
+    if plan.weights > plan.capacity and weights_field:
+        raise RlsimError(f"weights alone need {plan.weights / GIB:.1f} GiB per GPU, more than the "
+                         f"{plan.capacity / GIB:.1f} GiB usable: raise the parallelism", weights_field)
     need = plan.weights + plan.activations + kv_tokens * plan.kv_per_token
     if need > plan.capacity:
         raise RlsimError(

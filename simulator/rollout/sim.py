@@ -173,11 +173,14 @@ class RolloutSimulator:
         self.memory = plan
         kv_tok = plan.kv_per_token + spec.draft_kv_bytes_per_token()
         if plan.weights > plan.capacity or plan.kv_capacity_bytes <= 0:
+            # what would fit at vLLM's highest sensible utilization is the utilization's fault, not the layout's
+            low_util = plan.weights + plan.activations < 0.95 * hw.hbm_bytes
             raise RlsimError(
                 f"{model.name} does not fit on {par.gpus} x {hw.name}: weights {plan.weights / GIB:.1f} GiB + "
                 f"workspace {plan.activations / GIB:.1f} GiB per GPU, {plan.capacity / GIB:.1f} GiB usable at "
-                f"gpu_memory_utilization {e.gpu_memory_utilization} (raise tensor/expert parallelism)",
-                "engine.tensor_parallel_size")
+                f"gpu_memory_utilization {e.gpu_memory_utilization} (raise "
+                + ("gpu_memory_utilization)" if low_util else "tensor/expert parallelism)"),
+                "engine.gpu_memory_utilization" if low_util else "engine.tensor_parallel_size")
         self.num_blocks = int(plan.kv_capacity_bytes // (kv_tok * e.block_size))
         if self.num_blocks < 1:
             raise RlsimError("no room for a single KV-cache block", "engine.gpu_memory_utilization")
