@@ -129,6 +129,13 @@ def check_numeric(df: pd.DataFrame, cols, path: Path) -> pd.DataFrame:
     return df
 
 
+def check_labels(df: pd.DataFrame, col: str, allowed, path: Path) -> None:
+    """An RlsimError naming the file when column `col` holds a label outside `allowed`."""
+    bad = set(df[col]) - set(allowed)
+    if bad:
+        raise RlsimError(f"unknown {col} {sorted(map(str, bad))[0]!r} ({', '.join(allowed)})", str(path))
+
+
 def attention_backend_of(file_name: str, default: str = "packed") -> str:
     """The attention kernel a decode/verify table measured, from its file name: `sdpa` -> sdpa_gqa (SDPA over
     expanded heads), `vllm_fa3` -> vllm_fa3 (vLLM's own FlashAttention 3 over a paged cache), else `default`."""
@@ -171,15 +178,11 @@ def read_file(path: str | Path, m: Measurements, attention_backend: str = "packe
         m.network.append(vidur_network_rows(df, p))
     elif HOST_COPY_COLS <= cols:
         df = check_numeric(df, ["total_bytes", "tensor_bytes", "seconds"], p)
-        bad = set(df["mode"]) - set(HOST_COPY_MODES)
-        if bad:
-            raise RlsimError(f"unknown mode {sorted(bad)[0]!r} ({', '.join(HOST_COPY_MODES)})", str(p))
+        check_labels(df, "mode", HOST_COPY_MODES, p)
         m.host_copy.append(df[list(HOST_COPY_COLS)].assign(source=src))
     elif TRAIN_LAYER_COLS <= cols:
         df = check_numeric(df, ["tokens", "seq_len", "us"], p)
-        bad = set(df["phase"]) - set(TRAIN_PHASES)
-        if bad:
-            raise RlsimError(f"unknown phase {sorted(bad)[0]!r} ({', '.join(TRAIN_PHASES)})", str(p))
+        check_labels(df, "phase", TRAIN_PHASES, p)
         m.train_layer.append(df[list(TRAIN_LAYER_COLS)].assign(source=src))
     elif REFIT_COPY_COLS <= cols:
         m.refit_copy.append(check_numeric(df, ["tensors", "traffic_bytes", "total_s"], p).assign(source=src))
@@ -210,15 +213,11 @@ def read_file(path: str | Path, m: Measurements, attention_backend: str = "packe
             m.attention.append(df.assign(backend=attention_backend_of(name, attention_backend)))
     elif MOE_COLS | {"pass"} <= cols:
         df = check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
-        bad = set(df["pass"]) - {"fwd", "fwd_bwd", "fwd_permute"}
-        if bad:
-            raise RlsimError(f"unknown pass {sorted(bad)[0]!r} (fwd, fwd_bwd, fwd_permute)", str(p))
+        check_labels(df, "pass", ("fwd", "fwd_bwd", "fwd_permute"), p)
         m.moe_train.append(df[list(MOE_COLS) + ["pass"]].assign(source=src))
     elif MOE_COLS | {"config"} <= cols:
         df = check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)
-        bad = set(df["config"]) - {"tuned", "default"}
-        if bad:
-            raise RlsimError(f"unknown config {sorted(bad)[0]!r} (tuned, default)", str(p))
+        check_labels(df, "config", ("tuned", "default"), p)
         m.moe.append(df[list(MOE_COLS)].assign(impl="vllm_fused_" + df["config"], source=src))
     elif MOE_COLS <= cols:
         df = check_numeric(df, ["tokens", "experts", "topk", "hidden", "inter", "us"], p)

@@ -22,6 +22,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+from measure_moe_train import timed  # this folder (the script's own directory is on sys.path)
+
+REPS, WARM = 7, 2  # timed repetitions (median) after warm-up ones, per timing
+
 # name: (hidden, heads, kv_heads, head_dim, ffn, tp), the tp-sliced shapes of one rank
 SHAPES = {
     "llama-3.1-8b": (4096, 32, 8, 128, 14336, 1),
@@ -36,23 +40,7 @@ GRID = [(4096, 4096), (4096, 1024), (8192, 2048), (16384, 4096)]  # (tokens, seq
 GRID_HELDOUT = [(8192, 8192), (4096, 512), (16384, 1024), (12288, 3072)]
 
 
-def timed(fn, reps=7, warm=2):
-    for _ in range(warm):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        ts.append(a.elapsed_time(b) * 1e3)
-    ts.sort()
-    return ts[len(ts) // 2]
-
-
-def timed_bwd(make, reps=7, warm=2):
+def timed_bwd(make, reps=REPS, warm=WARM):
     """Median microseconds of the backward alone: `make()` runs a forward and returns (output, grad)."""
     ts = []
     for i in range(warm + reps):
@@ -111,16 +99,16 @@ def measure(name, spec, tokens, seq_len, writer):
         x = torch.randn(tokens, k, device="cuda", dtype=bf)
         w = torch.randn(n, k, device="cuda", dtype=bf) * 0.02
         dy = torch.randn(tokens, n, device="cuda", dtype=bf)
-        row(op, "fwd", timed(lambda: x @ w.t()), tokens, n, k)
-        row(op, "dgrad", timed(lambda: dy @ w), tokens, k, n)
-        row(op, "wgrad", timed(lambda: dy.t() @ x), n, k, tokens)
+        row(op, "fwd", timed(lambda: x @ w.t(), REPS, WARM), tokens, n, k)
+        row(op, "dgrad", timed(lambda: dy @ w, REPS, WARM), tokens, k, n)
+        row(op, "wgrad", timed(lambda: dy.t() @ x, REPS, WARM), n, k, tokens)
     with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.FLASH_ATTENTION):
         q = torch.randn(b, hq, seq_len, d, device="cuda", dtype=bf, requires_grad=True)
         kk = torch.randn(b, hkv, seq_len, d, device="cuda", dtype=bf, requires_grad=True)
         vv = torch.randn(b, hkv, seq_len, d, device="cuda", dtype=bf, requires_grad=True)
         att = lambda: F.scaled_dot_product_attention(q, kk, vv, is_causal=True, enable_gqa=True)
         go = torch.randn(b, hq, seq_len, d, device="cuda", dtype=bf)
-        row("attention", "fwd", timed(att))
+        row("attention", "fwd", timed(att, REPS, WARM))
         row("attention", "bwd", timed_bwd(lambda: (att(), go)))
     for op, width in (("rms_norm", h), ("silu_mul", fl), ("add", h)):
         x = torch.randn(tokens, 2 * width if op == "silu_mul" else width, device="cuda", dtype=bf,
@@ -131,19 +119,19 @@ def measure(name, spec, tokens, seq_len, writer):
               "silu_mul": lambda: F.silu(x[:, :width]) * x[:, width:],
               "add": lambda: x + y0}[op]
         gy = torch.randn(tokens, width, device="cuda", dtype=bf)
-        row(op, "fwd", timed(fn), tokens, width)
+        row(op, "fwd", timed(fn, REPS, WARM), tokens, width)
         row(op, "bwd", timed_bwd(lambda: (fn(), gy)), tokens, width)
     with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.FLASH_ATTENTION):
         layer = Layer(h, hq, hkv, d, fl)
         x = torch.randn(tokens, h, device="cuda", dtype=bf, requires_grad=True)
         gy = torch.randn(tokens, h, device="cuda", dtype=bf)
-        row("layer", "fwd", timed(lambda: layer(x, seq_len)))
+        row("layer", "fwd", timed(lambda: layer(x, seq_len), REPS, WARM))
         row("layer", "bwd", timed_bwd(lambda: (layer(x, seq_len), gy)))
 
         def fwd_bwd():
             layer(x, seq_len).backward(gy)
 
-        row("layer", "fwd_bwd", timed(fwd_bwd))
+        row("layer", "fwd_bwd", timed(fwd_bwd, REPS, WARM))
     del layer
     torch.cuda.empty_cache()
 
