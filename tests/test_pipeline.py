@@ -319,3 +319,12 @@ def test_overflowing_inputs_and_shrinking_lengths_are_one_clear_error():
     with pytest.raises(RlsimError) as e:
         _summary("pipeline.response_growth_per_step=-1.5")
     assert e.value.field == "pipeline.response_growth_per_step"
+
+
+def test_run_header_says_how_it_speculates():
+    out = run_cli("run", "--steps", "1", "--set", "rollout.prompts=8", "speculative.method=eagle3",
+                  "speculative.dynamic_k=true").stdout.splitlines()[0]
+    assert "eagle3 dynamic k in {0, 1, 2, 3, 4, 5}" in out
+    out = run_cli("run", "--steps", "1", "--set", "rollout.prompts=8", "speculative.method=tree",
+                  "speculative.tree_depth=3", "speculative.tree_tokens=8").stdout.splitlines()[0]
+    assert "tree of 8 tokens, depth 3" in out

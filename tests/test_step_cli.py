@@ -122,3 +122,12 @@ def test_memory_errors_name_what_to_change():
                                   "--context", "100"), "--tp", "weights alone")
     assert_one_line_error(run_cli("step", "--hardware", "h200", "--model", "llama-3.1-8b", "--batch", "1",
                                   "--context", "10000000"), "--context", "KV cache")
+
+
+def test_cases_output_must_be_a_csv_path(tmp_path):
+    cases = tmp_path / "cases.csv"
+    cases.write_text("model,batch,q_len,context\nllama-3.1-8b,1,1,100\n")
+    out = tmp_path / "pred.txt"
+    assert_one_line_error(run_cli("step", "--hardware", "h200", "--cases", str(cases), "--out", str(out)),
+                          "--out", ".csv")
+    assert not out.exists()

@@ -54,7 +54,14 @@ def run(args) -> int:
 def _print_text(scn, res, out) -> None:
     p = res.placement
     spec = scn.speculative
-    sp = "autoregressive" if spec.method == "none" else f"{spec.method} k={spec.num_tokens}"
+    if spec.method == "none":
+        sp = "autoregressive"
+    elif spec.method == "tree":
+        sp = f"tree of {spec.tree_tokens} tokens, depth {spec.tree_depth}"
+    elif spec.dynamic_k:
+        sp = f"{spec.method} dynamic k in {{{', '.join(map(str, sorted(set(spec.candidate_ks))))}}}"
+    else:
+        sp = f"{spec.method} k={spec.num_tokens}"
     where = " colocated" if p["colocated"] else \
         f" ({p['generation_gpus']} generation + {p['training_gpus']} training GPUs)"
     print(f"{scn.name}: {scn.model} on {p['cluster_gpus']} x {scn.cluster.hardware}, {p['mode']}{where}, {sp}; "

@@ -140,6 +140,8 @@ def _run_cases(args, models) -> int:
     from simulator.yamlio import write_text_atomic
     if not args.out:
         raise RlsimError("is required with --cases", "--out")
+    if not str(args.out).lower().endswith(".csv"):
+        raise RlsimError(f"writes a CSV table: give a .csv path (got {args.out})", "--out")
     try:
         df = pd.read_csv(args.cases, comment="#")
     except FileNotFoundError:
