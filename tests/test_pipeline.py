@@ -328,3 +328,10 @@ def test_run_header_says_how_it_speculates():
     out = run_cli("run", "--steps", "1", "--set", "rollout.prompts=8", "speculative.method=tree",
                   "speculative.tree_depth=3", "speculative.tree_tokens=8").stdout.splitlines()[0]
     assert "tree of 8 tokens, depth 3" in out
+
+
+def test_more_warm_up_steps_than_the_run_says_so():
+    scn = scenario_from_dict({}, ["rollout.prompts=8", "pipeline.warmup_steps=10"])
+    res = run_pipeline(scn, steps=3)
+    assert res.summary()["steady_state_steps"] == 1
+    assert any("10 warm-up steps asked of a 3-step run" in n for n in res.notes)

@@ -221,6 +221,9 @@ def run_pipeline(scn: Scenario, steps: int | None = None, seed: int | None = Non
     df["tokens_per_s_per_gpu"] = [c.total_tokens / t / all_gpus if t else 0.0
                                   for c, t in zip(costs, df["total_step_time"])]
     warm = p.warmup_steps if p.warmup_steps is not None else (p.max_staleness + 1 if p.mode == "async" else 0)
+    if warm > n_steps - 1 and n_steps > 1:
+        notes.append(f"{warm} warm-up steps asked of a {n_steps}-step run: only the last step is reported as the "
+                     f"steady state (run at least {warm + 1} steps, --steps)")
     warm = min(warm, n_steps - 1)
     steady_rows = df.iloc[warm:]
     steady = {k: float(steady_rows[k].mean()) for k in OUTPUT_KEYS + ("mean_acceptance_length",
