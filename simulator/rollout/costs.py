@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.specdec.costs import SpecDecodeCost
+from simulator.specdec.costs import SpecDecodeCost, best_k
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -168,12 +168,6 @@ def spread(n: int, mean: float) -> np.ndarray:
 
 
 def choose_k(cost: IterationCost, taus: dict[int, float], dec_cached: np.ndarray) -> int:
-    """Goodput-optimal k for this batch: the candidate maximising expected tokens per second,
-    n * tau(k) / iteration time (CPU overhead and the CUDA-graph limit included); ties go to the smaller k."""
-    best, best_rate = None, -1.0
-    for k in sorted(taus):
-        t = cost.time(dec_cached, k, accepted=taus[k] if k else None)
-        rate = taus[k] / t if t > 0 else 0.0
-        if rate > best_rate * (1 + 1e-12):
-            best, best_rate = k, rate
-    return int(best)
+    """Goodput-optimal k for this batch (specdec.costs.best_k) on the engine's iteration time, CPU overhead and
+    the CUDA-graph limit included."""
+    return best_k(taus, lambda k: cost.time(dec_cached, k, accepted=taus[k] if k else None))[0]

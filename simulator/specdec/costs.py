@@ -211,12 +211,21 @@ class SpecDecodeCost:
         return kv_bytes_per_token(self.draft_first.model, self.draft_first.par, self.draft_first.kv_bytes)
 
 
+def best_k(taus: dict[int, float], iteration_s) -> tuple[int, dict]:
+    """The candidate k with the most expected tokens per second per sequence, tau(k) / iteration_s(k) (seconds),
+    and every candidate's rate; ties (within 1e-12) go to the smaller k, as vLLM's dynamic speculation picks it.
+    taus: expected acceptance length per candidate k (tau(0) = 1)."""
+    rates, best, best_rate = {}, None, -1.0
+    for k in sorted(taus):
+        t = iteration_s(k)
+        rates[k] = taus[k] / t if t > 0 else 0.0
+        if rates[k] > best_rate * (1 + 1e-12):
+            best, best_rate = k, rates[k]
+    return int(best), rates
+
+
 def goodput_optimal_k(spec: SpecDecodeCost, taus: dict[int, float], cached: np.ndarray) -> tuple[int, dict]:
-    """The k maximising expected tokens per iteration / iteration time for this batch (as vLLM's dynamic
-    speculation chooses it). taus: expected acceptance length per candidate k (tau(0) = 1)."""
-    rates = {}
-    for k, tau in taus.items():
-        it = spec.iteration(cached, k, accepted=tau if k else None)
-        rates[k] = cached.size * tau / it.time_s if it.time_s > 0 else 0.0
-    best = max(rates, key=lambda kk: (rates[kk], -kk))
-    return best, rates
+    """The k maximising expected tokens per iteration / iteration time for this batch, on the kernels and the
+    draft's stated framework costs (best_k); rates in tokens per second for the whole batch."""
+    best, rates = best_k(taus, lambda k: spec.iteration(cached, k, accepted=taus[k] if k else None).time_s)
+    return best, {k: cached.size * r for k, r in rates.items()}
