@@ -103,6 +103,3 @@ def check_batch_fits(plan: MemoryPlan, kv_tokens: float, field: str = "batch",
             f"does not fit in GPU memory: needs {need / GIB:.1f} GiB per GPU (weights {plan.weights / GIB:.1f} + "
             f"KV cache {kv_tokens * plan.kv_per_token / GIB:.1f} + activations {plan.activations / GIB:.1f}) but "
             f"{plan.capacity / GIB:.1f} GiB are usable; {(need - plan.capacity) / GIB:.1f} GiB too many", field)
-    if plan.weights > plan.capacity:
-        raise RlsimError(f"weights alone need {plan.weights / GIB:.1f} GiB per GPU, more than the "
-                         f"{plan.capacity / GIB:.1f} GiB usable", field)
